@@ -1,0 +1,38 @@
+"""Entry point of the ``herald`` command: one typer app, one module per command group."""
+
+from __future__ import annotations
+
+import typer
+
+from herald import __version__
+
+from . import demo, sim
+
+app = typer.Typer(
+    name="herald",
+    help="Herald: a replicated message queue for Python that is honest about delivery.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.command(name="sim", help=sim.HELP)(sim.sim)
+app.command(name="demo", help=demo.HELP)(demo.demo)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"herald {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(
+        False, "--version", callback=_version, is_eager=True, help="Print the version and exit."
+    ),
+) -> None:
+    """Herald: a replicated message queue for Python that is honest about delivery."""
+
+
+def main() -> None:
+    app()

@@ -1,0 +1,268 @@
+"""The node host: drives one Raft core with durable storage, a transport and a state machine.
+
+This is the code that turns the core's :class:`~herald.raft.Ready` into IO, in
+the order the Ready contract demands. It is written once, against three small
+ports, and used unchanged by the simulator (simulated network and disk) and by
+the real runtime (sockets and files):
+
+- :class:`LogStore`: the durable log. ``write`` may buffer; only ``sync`` makes
+  what was written durable. ``load`` returns what survived the last crash.
+- :class:`Transport`: ``send`` hands messages to the network (fire and forget).
+- :class:`StateMachine`: applies committed entries, takes and restores snapshots.
+
+Processing one Ready is split in two so a world can overlap the fsync with other
+work and so a crash can strike between the write and the fsync::
+
+    rd = host.begin()      # take the Ready, send what may go now, write (unsynced)
+    host.sync(rd)          # fsync if needed (the real runtime runs this off-loop)
+    host.finish(rd)        # send what waited for durability, apply, advance
+
+The host never reads a clock and never sleeps; the world decides when each
+step happens.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Protocol
+
+from herald.raft import (
+    Config,
+    ConfState,
+    Entry,
+    EntryKind,
+    HardState,
+    MemoryStorage,
+    Message,
+    Raft,
+    RawNode,
+    ReadState,
+    Ready,
+    Snapshot,
+)
+
+__all__ = [
+    "DurableState",
+    "HostObserver",
+    "LogStore",
+    "NodeHost",
+    "StateMachine",
+    "Transport",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class DurableState:
+    """What a node finds on stable storage when it starts."""
+
+    hard_state: HardState
+    snapshot: Snapshot | None
+    entries: tuple[Entry, ...]  # all with index > snapshot index, contiguous
+
+
+class LogStore(Protocol):
+    """Durable storage of one node's Raft log, hard state and snapshot."""
+
+    def load(self) -> DurableState:
+        """Read back what is durable. Raises a StorageError if it cannot be trusted."""
+        ...
+
+    def write(
+        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
+    ) -> None:
+        """Record a Ready's state; entries replace stored ones from the first index on.
+
+        Nothing is promised durable until :meth:`sync` returns.
+        """
+        ...
+
+    def sync(self) -> None:
+        """Make everything written so far durable."""
+        ...
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Durably store a snapshot taken locally, then drop the entries it covers."""
+        ...
+
+
+class Transport(Protocol):
+    def send(self, messages: Sequence[Message]) -> None:
+        """Hand messages to the network; delivery is not guaranteed."""
+        ...
+
+
+class StateMachine(Protocol):
+    def apply(self, entry: Entry) -> object:
+        """Apply one committed NORMAL entry; returns a result for the proposer."""
+        ...
+
+    def snapshot(self) -> bytes:
+        """Serialize the state as of the last applied entry."""
+        ...
+
+    def restore(self, data: bytes, index: int) -> None:
+        """Replace the state by a snapshot taken at ``index``."""
+        ...
+
+
+class HostObserver(Protocol):
+    """Hooks for whoever watches the host: the simulator's checkers, metrics."""
+
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None: ...
+
+    def on_applied(self, node: int, entry: Entry, result: object) -> None: ...
+
+    def on_snapshot_installed(self, node: int, snapshot: Snapshot) -> None: ...
+
+    def on_read_state(self, node: int, read_state: ReadState) -> None: ...
+
+
+class _NullObserver:
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+        pass
+
+    def on_applied(self, node: int, entry: Entry, result: object) -> None:
+        pass
+
+    def on_snapshot_installed(self, node: int, snapshot: Snapshot) -> None:
+        pass
+
+    def on_read_state(self, node: int, read_state: ReadState) -> None:
+        pass
+
+
+class NodeHost:
+    """One Raft node wired to its ports. Not thread-safe; one world drives it."""
+
+    def __init__(
+        self,
+        config: Config,
+        log_store: LogStore,
+        transport: Transport,
+        state_machine: StateMachine,
+        rng: random.Random,
+        *,
+        snapshot_entries: int = 1000,
+        retain_entries: int = 100,
+        observer: HostObserver | None = None,
+        raft_class: type[Raft] = Raft,
+    ) -> None:
+        self.id = config.id
+        self.log_store = log_store
+        self.transport = transport
+        self.state_machine = state_machine
+        self.observer: HostObserver = observer or _NullObserver()
+        self.snapshot_entries = snapshot_entries
+        self.retain_entries = retain_entries
+        self.conf = ConfState(tuple(sorted(config.voters)))
+
+        durable = log_store.load()
+        self.storage = MemoryStorage(self.conf.voters)
+        applied = 0
+        if durable.snapshot is not None and not durable.snapshot.is_empty():
+            self.storage.apply_snapshot(durable.snapshot)
+            state_machine.restore(durable.snapshot.data, durable.snapshot.index)
+            applied = durable.snapshot.index
+        self.storage.append(durable.entries)
+        hard_state = durable.hard_state
+        if hard_state.commit < applied:
+            # Commit-only hard-state writes are not fsynced (the Ready contract
+            # allows it), but a durable snapshot only ever covers committed
+            # entries, so the commit index is at least the snapshot's index.
+            hard_state = replace(hard_state, commit=applied)
+        self.storage.set_hard_state(hard_state)
+        self.node = RawNode(replace(config, applied=applied), self.storage, rng, raft_class)
+        self._in_flight: Ready | None = None
+
+    # -- inputs -----------------------------------------------------------------------
+
+    def tick(self) -> None:
+        self.node.tick()
+
+    def step(self, message: Message) -> None:
+        self.node.step(message)
+
+    def propose(self, data: bytes) -> tuple[int, int]:
+        """Propose ``data``; returns (index, term). It committed iff the entry
+        applied at that index has that term. Raises NotLeaderError."""
+        index = self.node.propose(data)
+        return index, self.node.raft.term
+
+    def propose_many(self, payloads: list[bytes]) -> tuple[int, int]:
+        """Propose a batch; returns (first index, term)."""
+        index = self.node.propose_many(payloads)
+        return index, self.node.raft.term
+
+    # -- the Ready cycle --------------------------------------------------------------------
+
+    @property
+    def busy(self) -> bool:
+        """A Ready is between ``begin`` and ``finish``."""
+        return self._in_flight is not None
+
+    def has_ready(self) -> bool:
+        return self._in_flight is None and self.node.has_ready()
+
+    def begin(self) -> Ready | None:
+        """Take the next Ready, send what may go at once, and write (unsynced)."""
+        if not self.has_ready():
+            return None
+        rd = self.node.ready()
+        self._in_flight = rd
+        if rd.messages:
+            self.transport.send(rd.messages)
+        if rd.hard_state is not None or rd.entries or rd.snapshot is not None:
+            self.log_store.write(rd.hard_state, rd.entries, rd.snapshot)
+        return rd
+
+    def sync(self, rd: Ready) -> None:
+        """Make ``rd``'s writes durable if the contract needs it. May run off-loop."""
+        if rd.must_sync:
+            self.log_store.sync()
+
+    def finish(self, rd: Ready) -> None:
+        """Everything of ``rd`` that had to wait for durability, then advance."""
+        if rd is not self._in_flight:
+            raise RuntimeError("finish() must be given the Ready begin() returned")
+        storage = self.storage
+        if rd.snapshot is not None:
+            storage.apply_snapshot(rd.snapshot)
+        if rd.entries:
+            storage.append(rd.entries)
+            self.observer.on_persisted(self.id, rd.entries, storage)
+        if rd.hard_state is not None:
+            storage.set_hard_state(rd.hard_state)
+        if rd.persisted_messages:
+            self.transport.send(rd.persisted_messages)
+        if rd.snapshot is not None:
+            self.state_machine.restore(rd.snapshot.data, rd.snapshot.index)
+            self.observer.on_snapshot_installed(self.id, rd.snapshot)
+        for entry in rd.committed_entries:
+            result = self.state_machine.apply(entry) if entry.kind == EntryKind.NORMAL else None
+            self.observer.on_applied(self.id, entry, result)
+        for read_state in rd.read_states:
+            self.observer.on_read_state(self.id, read_state)
+        self._in_flight = None
+        self.node.advance(rd)
+        if rd.committed_entries:
+            self._maybe_compact(rd.committed_entries[-1].index)
+
+    def process_all(self) -> None:
+        """Run Ready cycles back to back until there is nothing left (synchronous worlds)."""
+        while True:
+            rd = self.begin()
+            if rd is None:
+                return
+            self.sync(rd)
+            self.finish(rd)
+
+    def _maybe_compact(self, applied: int) -> None:
+        storage = self.storage
+        if applied - storage.snapshot().index < self.snapshot_entries:
+            return
+        snapshot = storage.create_snapshot(applied, self.conf, self.state_machine.snapshot())
+        # The snapshot must be durable before any entry it covers is dropped.
+        self.log_store.save_snapshot(snapshot)
+        storage.compact(max(storage.first_index() - 1, applied - self.retain_entries))

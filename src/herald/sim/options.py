@@ -1,0 +1,116 @@
+"""Everything a simulation run does is drawn from its seed (swarm testing).
+
+Each seed picks its own cluster size, network profile, fault kinds and rates,
+so a thousand seeds explore a thousand different worlds rather than one world a
+thousand times. All draws come from one ``random.Random(seed)`` in a fixed
+order; the options are printed under the ``SEED=`` line so a failure can be
+read before it is replayed.
+"""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field, replace
+
+from .network import NetworkProfile
+from .scheduler import MS, SECOND
+
+__all__ = ["FAULT_KINDS", "SimOptions", "draw_options"]
+
+#: The fault kinds a run can inject; ``herald sim --faults`` picks a subset.
+FAULT_KINDS = ("network", "crash", "pause", "clock")
+
+
+@dataclass(frozen=True, slots=True)
+class SimOptions:
+    """The full description of one run. Times are virtual microseconds."""
+
+    seed: int
+    nodes: int
+    network: NetworkProfile
+    faults: tuple[str, ...]
+    fault_interval: int  # mean time between nemesis actions
+    safety_duration: int
+    liveness_bound: int
+    tick_interval: int
+    election_tick: int
+    election_tick_max: int
+    heartbeat_tick: int
+    drift: float  # each node's clock runs at a rate in [1 - drift, 1 + drift]
+    fsync_latency: int
+    clients: int
+    propose_interval: int  # mean time between one client's proposals
+    max_pending: int  # proposals one client keeps in flight
+    read_fraction: float
+    snapshot_entries: int
+    pre_vote: bool = True
+    check_quorum: bool = True
+    #: Probability that the nemesis strikes a newly elected leader soon after.
+    hunt_leaders: float = 0.0
+    extra: dict[str, str] = field(default_factory=dict)
+
+    def describe(self) -> str:
+        faults = ",".join(self.faults) if self.faults else "none"
+        return (
+            f"SEED={self.seed} nodes={self.nodes} {self.network.describe()} "
+            f"faults={faults} fault_every={self.fault_interval / MS:.0f}ms "
+            f"safety={self.safety_duration / SECOND:.1f}s "
+            f"liveness_bound={self.liveness_bound / SECOND:.1f}s "
+            f"tick={self.tick_interval / MS:.0f}ms election={self.election_tick}-"
+            f"{self.election_tick_max}t heartbeat={self.heartbeat_tick}t "
+            f"drift={self.drift:.3f} fsync={self.fsync_latency / MS:.2f}ms "
+            f"clients={self.clients} propose_every={self.propose_interval / MS:.0f}ms "
+            f"pipeline={self.max_pending} reads={self.read_fraction:.2f} "
+            f"snapshot_every={self.snapshot_entries} "
+            f"prevote={'on' if self.pre_vote else 'off'} "
+            f"checkquorum={'on' if self.check_quorum else 'off'} "
+            f"hunt_leaders={self.hunt_leaders:.1f}"
+        )
+
+
+def draw_options(seed: int, faults: tuple[str, ...] | None = None) -> SimOptions:
+    """Draw a run's options from ``seed``; ``faults`` restricts the fault kinds."""
+    rng = random.Random(seed)
+    nodes = rng.choice((3, 3, 3, 4, 5, 5, 5, 6, 7))
+    network = NetworkProfile(
+        base_latency=rng.randint(100, 3 * MS),
+        jitter=rng.randint(50, 4 * MS),
+        loss=rng.choice((0.0, 0.0, rng.uniform(0.0, 0.05), rng.uniform(0.0, 0.2))),
+        duplicate=rng.choice((0.0, rng.uniform(0.0, 0.05), rng.uniform(0.0, 0.2))),
+        spike=rng.choice((0.0, rng.uniform(0.0, 0.01))),
+    )
+    allowed = FAULT_KINDS if faults is None else faults
+    # Swarm: each kind is on with probability 3/4, and at least one is on.
+    chosen = tuple(kind for kind in allowed if rng.random() < 0.75)
+    if not chosen and allowed:
+        chosen = (rng.choice(allowed),)
+    return SimOptions(
+        seed=seed,
+        nodes=nodes,
+        network=network,
+        faults=chosen,
+        fault_interval=rng.randint(100 * MS, 1500 * MS),
+        safety_duration=rng.randint(4 * SECOND, 8 * SECOND),
+        liveness_bound=10 * SECOND,
+        tick_interval=10 * MS,
+        election_tick=15,
+        # Narrow ranges make split votes (several candidates in one term) common.
+        election_tick_max=rng.choice((16, 18, 29, 29)),
+        heartbeat_tick=rng.choice((2, 3, 5)),
+        drift=rng.choice((0.0, rng.uniform(0.0, 0.1), rng.uniform(0.0, 0.3))),
+        fsync_latency=rng.randint(50, 3 * MS),
+        clients=rng.randint(1, 3),
+        propose_interval=rng.randint(2 * MS, 40 * MS),
+        max_pending=rng.choice((1, 4, 16)),
+        read_fraction=rng.choice((0.0, 0.1, 0.3)),
+        snapshot_entries=rng.choice((50, 200, 1000)),
+        # Raft must be safe with or without its liveness refinements.
+        pre_vote=rng.random() < 0.75,
+        check_quorum=rng.random() < 0.75,
+        hunt_leaders=rng.choice((0.0, 0.0, 0.3, 0.7)),
+    )
+
+
+def with_overrides(options: SimOptions, **changes: object) -> SimOptions:
+    """A copy of ``options`` with some fields replaced (tests and benchmarks)."""
+    return replace(options, **changes)  # type: ignore[arg-type]

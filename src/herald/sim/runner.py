@@ -1,0 +1,184 @@
+"""One seed in, one verdict out: the safety phase, then the liveness phase.
+
+A run is a pure function of its seed and the code:
+
+1. safety phase: clients work while the nemesis injects the seed's faults; every
+   event is checked against Raft's safety properties;
+2. liveness phase: every fault is undone (network healed, loss and spikes off,
+   every node restarted and resumed); within ``liveness_bound`` of virtual time
+   a leader must commit a probe entry and every node must apply every
+   acknowledged entry;
+3. final audit: every acknowledged proposal is in the committed log as proposed.
+
+Verdicts, most serious first: ``safety`` (a property broke), ``crash`` (the code
+raised), ``liveness`` (no convergence within the bound), ``ok``.
+"""
+
+from __future__ import annotations
+
+import random
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from herald.raft import Raft
+
+from .invariants import SafetyViolation
+from .nemesis import Nemesis
+from .options import SimOptions, draw_options
+from .scheduler import MS, SECOND
+from .workload import Workload
+from .world import World
+
+__all__ = ["EXIT_CODES", "SimResult", "run_seed"]
+
+#: Exit status of ``herald sim`` per verdict; several failures exit with the
+#: most serious one's code.
+EXIT_CODES = {"ok": 0, "crash": 3, "liveness": 4, "safety": 5}
+SEVERITY = ("ok", "liveness", "crash", "safety")
+
+
+@dataclass(slots=True)
+class SimResult:
+    seed: int
+    options: SimOptions
+    verdict: str
+    detail: str = ""
+    virtual_time: int = 0
+    events: int = 0
+    stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed(self) -> bool:
+        return self.verdict != "ok"
+
+
+def run_seed(
+    seed: int,
+    *,
+    faults: tuple[str, ...] | None = None,
+    options: SimOptions | None = None,
+    raft_class: type[Raft] = Raft,
+    tracer: Callable[[str], None] | None = None,
+) -> SimResult:
+    """Run one seed; never raises for a finding, only reports it."""
+    options = options or draw_options(seed, faults)
+    master = random.Random(f"herald-sim/{seed}")
+    world = World(options, random.Random(master.getrandbits(64)), raft_class, tracer)
+    nemesis = Nemesis(world, random.Random(master.getrandbits(64)))
+    workload = Workload(world, random.Random(master.getrandbits(64)))
+    result = SimResult(seed, options, "ok")
+    try:
+        _run(world, nemesis, workload, result)
+    except SafetyViolation as violation:
+        result.verdict = "safety"
+        result.detail = str(violation)
+    except Exception as error:
+        result.verdict = "crash"
+        frames = traceback.extract_tb(error.__traceback__)
+        where = (
+            f" at {frames[-1].filename.rsplit('/', 1)[-1]}:{frames[-1].lineno}" if frames else ""
+        )
+        result.detail = f"{type(error).__name__}: {error}{where}"
+    result.virtual_time = world.scheduler.now
+    result.events = world.scheduler.events_run
+    result.stats = _stats(world, nemesis, workload)
+    if tracer is not None:
+        tracer(f"{_fmt_seconds(result.virtual_time)} verdict={result.verdict} {result.detail}")
+    return result
+
+
+def _run(world: World, nemesis: Nemesis, workload: Workload, result: SimResult) -> None:
+    options = world.options
+    scheduler = world.scheduler
+    for node_id in world.voters:
+        world.boot(world.nodes[node_id])
+    nemesis.start()
+    workload.start()
+    scheduler.run_until(options.safety_duration)
+
+    # Liveness phase: the faults stop; the system must converge within the bound.
+    workload.stop()
+    nemesis.heal_everything()
+    world.network.set_profile(replace(options.network, loss=0.0, spike=0.0))
+    healed_at = scheduler.now
+    workload.start_probe()
+    converged = [False]
+
+    def check() -> None:
+        if converged[0]:
+            return
+        if workload.probe_committed() and all(
+            world.checker.applied_index(node) >= world.max_acked_index for node in world.voters
+        ):
+            converged[0] = True
+            return
+        scheduler.after(10 * MS, check)
+
+    scheduler.after(0, check)
+    scheduler.run_until(healed_at + options.liveness_bound, stop=lambda: converged[0])
+    if not converged[0]:
+        result.verdict = "liveness"
+        result.detail = _liveness_report(world, workload)
+        return
+    result.stats["converged_ms"] = (scheduler.now - healed_at) // MS
+    _audit(world)
+
+
+def _audit(world: World) -> None:
+    """Every acknowledged proposal is committed, as proposed, at its index."""
+    checker = world.checker
+    for op in world.history:
+        if op.kind != "propose" or op.status != "ok":
+            continue
+        if op.index > checker.commit_index:
+            raise SafetyViolation(
+                "durability", f"acknowledged {op.data!r} at {op.index} was never applied"
+            )
+        if checker.committed_entry(op.index) != (op.term, op.data):
+            raise SafetyViolation(
+                "durability",
+                f"acknowledged {op.data!r} (index {op.index}, term {op.term}) is not "
+                f"what was committed there",
+            )
+
+
+def _liveness_report(world: World, workload: Workload) -> str:
+    parts = []
+    for node in world.nodes.values():
+        if node.host is None:
+            parts.append(f"n{node.id}:down")
+            continue
+        status = node.host.node.status()
+        parts.append(
+            f"n{node.id}:{status.role.name.lower()} t{status.term} lead{status.leader} "
+            f"commit{status.commit} applied{world.checker.applied_index(node.id)}"
+        )
+    return (
+        f"no convergence within {world.options.liveness_bound / SECOND:.0f}s of healing "
+        f"(probe committed: {workload.probe_committed()}, acked up to "
+        f"{world.max_acked_index}): " + " ".join(parts)
+    )
+
+
+def _stats(world: World, nemesis: Nemesis, workload: Workload) -> dict[str, int]:
+    proposals = [op for op in world.history if op.kind == "propose"]
+    reads = [op for op in world.history if op.kind == "read"]
+    stats = {
+        "proposed": len(proposals),
+        "acked": sum(op.status == "ok" for op in proposals),
+        "failed": sum(op.status == "fail" for op in proposals),
+        "unknown": sum(op.status in ("info", "invoke") for op in proposals),
+        "reads_ok": sum(op.status == "ok" for op in reads),
+        "committed": world.checker.commit_index,
+        "leaders": len(world.checker.leaders),
+        "crashes": world.crashes,
+        "messages": world.network.sent,
+        "dropped": world.network.dropped,
+    }
+    stats.update({f"fault_{name}": count for name, count in sorted(nemesis.counts.items())})
+    return stats
+
+
+def _fmt_seconds(us: int) -> str:
+    return f"{us / MS:10.3f}ms"

@@ -1,0 +1,528 @@
+"""The simulated world: nodes running the real node host over a simulated network and disk.
+
+Each node is a :class:`~herald.node.host.NodeHost` (the same class the real
+runtime uses) wired to a :class:`SimLogStore`, the :class:`SimNetwork` and a
+small digest state machine. The world owns virtual time: it ticks each node at
+its own (possibly drifting) clock rate, delivers messages, completes fsyncs
+after a seed-drawn latency, and carries out the nemesis's crashes, pauses and
+partitions. Nothing here reads a real clock or a global random generator.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import struct
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from herald.errors import NotLeaderError, ProposalDroppedError
+from herald.node.host import NodeHost
+from herald.raft import (
+    Config,
+    Entry,
+    EntryKind,
+    MemoryStorage,
+    Message,
+    MessageType,
+    Raft,
+    ReadState,
+    Ready,
+    Role,
+    Snapshot,
+)
+
+from .invariants import RaftChecker
+from .network import SimNetwork
+from .options import SimOptions
+from .scheduler import Scheduler, fmt_time
+from .storage import SimLogStore
+
+__all__ = ["DigestStateMachine", "Op", "SimNode", "World"]
+
+Tracer = Callable[[str], None]
+
+
+class DigestStateMachine:
+    """A state machine whose whole state is a count and a hash chain of what it applied.
+
+    Two replicas have the same digest at an index iff they applied the same
+    entries up to it, which is exactly what the checkers need to compare.
+    """
+
+    __slots__ = ("count", "digest")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.digest = b"\0" * 8
+
+    def apply(self, entry: Entry) -> object:
+        self.count += 1
+        self.digest = hashlib.blake2b(self.digest + entry.data, digest_size=8).digest()
+        return self.count
+
+    def snapshot(self) -> bytes:
+        return struct.pack(">Q", self.count) + self.digest
+
+    def restore(self, data: bytes, index: int) -> None:
+        (self.count,) = struct.unpack(">Q", data[:8])
+        self.digest = data[8:16]
+
+
+@dataclass(slots=True)
+class Op:
+    """One client operation, Jepsen-style: invoked, then ok / fail / info."""
+
+    client: int
+    kind: str  # "propose" or "read"
+    data: bytes
+    invoke_time: int
+    node: int
+    index: int = 0
+    term: int = 0
+    status: str = "invoke"  # invoke -> ok | fail | info
+    complete_time: int = 0
+    must_cover: int = 0  # reads: the highest index acknowledged before the read began
+
+
+@dataclass(slots=True)
+class SimNode:
+    """One simulated server: its disk survives crashes, everything else does not."""
+
+    id: int
+    store: SimLogStore
+    rng: random.Random
+    host: NodeHost | None = None
+    machine: DigestStateMachine | None = None
+    up: bool = False
+    paused: bool = False
+    incarnation: int = 0
+    clock_rate: float = 1.0
+    held: list[Message] = field(default_factory=list)
+    deferred: list[Ready] = field(default_factory=list)
+    # An armed crash waits for its moment ("before_sync", "after_sync" or
+    # "after_vote"), then the node stays down for ``armed_outage``.
+    armed: str = ""
+    armed_outage: int = 0
+    waiting_reads: list[tuple[Op, ReadState]] = field(default_factory=list)
+
+
+class _Transport:
+    __slots__ = ("_send",)
+
+    def __init__(self, send: Callable[[Message], None]) -> None:
+        self._send = send
+
+    def send(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            self._send(message)
+
+
+class _Observer:
+    """Forwards a host's events to the world for one node incarnation."""
+
+    __slots__ = ("_node", "_world")
+
+    def __init__(self, world: World, node: SimNode) -> None:
+        self._world = world
+        self._node = node
+
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+        self._world.checker.on_persisted(node, entries, storage)
+
+    def on_applied(self, node: int, entry: Entry, result: object) -> None:
+        self._world.on_applied(self._node, entry)
+
+    def on_snapshot_installed(self, node: int, snapshot: Snapshot) -> None:
+        self._world.on_snapshot_installed(self._node, snapshot)
+
+    def on_read_state(self, node: int, read_state: ReadState) -> None:
+        self._world.on_read_state(self._node, read_state)
+
+
+class World:
+    """A whole simulated cluster plus its clients, driven by one scheduler."""
+
+    def __init__(
+        self,
+        options: SimOptions,
+        rng: random.Random,
+        raft_class: type[Raft] = Raft,
+        tracer: Tracer | None = None,
+    ) -> None:
+        self.options = options
+        self.raft_class = raft_class
+        self.trace = tracer
+        self.scheduler = Scheduler()
+        self.checker = RaftChecker()
+        self.rng = rng
+        self.network = SimNetwork(
+            self.scheduler, random.Random(rng.getrandbits(64)), options.network, self._deliver
+        )
+        self.voters = tuple(range(1, options.nodes + 1))
+        self.nodes: dict[int, SimNode] = {}
+        for node_id in self.voters:
+            node = SimNode(node_id, SimLogStore(), random.Random(rng.getrandbits(64)))
+            if options.drift:
+                node.clock_rate = 1.0 + node.rng.uniform(-options.drift, options.drift)
+            self.nodes[node_id] = node
+        # Client bookkeeping: proposals awaiting their index to be applied on the
+        # node they were proposed to, and reads awaiting their answer.
+        self.pending: dict[tuple[int, int], Op] = {}
+        self.pending_reads: dict[bytes, Op] = {}
+        self.history: list[Op] = []
+        self.max_acked_index = 0
+        self.crashes = 0
+        self.restarts = 0
+        self.on_new_leader: Callable[[SimNode], None] | None = None
+
+    # -- tracing ----------------------------------------------------------------------
+
+    def log(self, text: str) -> None:
+        if self.trace is not None:
+            self.trace(f"{fmt_time(self.scheduler.now)} {text}")
+
+    # -- node lifecycle ------------------------------------------------------------------
+
+    def config_for(self, node_id: int) -> Config:
+        o = self.options
+        return Config(
+            id=node_id,
+            voters=self.voters,
+            election_tick=o.election_tick,
+            election_tick_max=o.election_tick_max,
+            heartbeat_tick=o.heartbeat_tick,
+            pre_vote=o.pre_vote,
+            check_quorum=o.check_quorum,
+            max_inflight_msgs=16,
+            max_size_per_msg=64 * 1024,
+        )
+
+    def boot(self, node: SimNode) -> None:
+        """Start (or restart) a node from whatever its disk holds."""
+        node.incarnation += 1
+        machine = DigestStateMachine()
+        node.machine = machine
+        node.host = NodeHost(
+            self.config_for(node.id),
+            node.store,
+            _Transport(self.network.send),
+            machine,
+            random.Random(node.rng.getrandbits(64)),
+            snapshot_entries=self.options.snapshot_entries,
+            retain_entries=self.options.snapshot_entries // 4,
+            observer=_Observer(self, node),
+            raft_class=self.raft_class,
+        )
+        node.up = True
+        node.paused = False
+        node.held.clear()
+        node.deferred.clear()
+        node.waiting_reads.clear()
+        raft = node.host.node.raft
+        self.checker.on_restart(node.id, raft.log.applied, machine.digest)
+        self.log(
+            f"n{node.id} boot term={raft.term} applied={raft.log.applied} "
+            f"last={raft.log.last_index()}"
+        )
+        self._schedule_tick(node)
+        self._pump(node)
+
+    def crash(self, node: SimNode) -> None:
+        if not node.up:
+            return
+        node.up = False
+        node.paused = False
+        node.incarnation += 1
+        lost = node.store.unsynced_writes
+        node.store.crash()
+        node.host = None
+        node.machine = None
+        node.held.clear()
+        node.deferred.clear()
+        node.waiting_reads.clear()
+        node.armed = ""
+        self.crashes += 1
+        self.log(f"n{node.id} CRASH (lost {lost} unsynced writes)")
+        for key in [key for key in self.pending if key[0] == node.id]:
+            op = self.pending.pop(key)
+            self._complete(op, "info")
+        for context in [c for c, op in self.pending_reads.items() if op.node == node.id]:
+            self._complete(self.pending_reads.pop(context), "info")
+
+    def arm_crash(self, node: SimNode, moment: str, outage: int) -> None:
+        """Crash ``node`` at its next ``moment``; restart it ``outage`` later."""
+        node.armed = moment
+        node.armed_outage = outage
+
+    def _armed_crash(self, node: SimNode) -> None:
+        outage = node.armed_outage
+        self.crash(node)
+        self.scheduler.after(outage, self._restart_if_down, node, node.incarnation)
+
+    def _restart_if_down(self, node: SimNode, incarnation: int) -> None:
+        if node.incarnation == incarnation and not node.up:
+            self.restart(node)
+
+    def restart(self, node: SimNode) -> None:
+        if node.up:
+            return
+        self.restarts += 1
+        self.boot(node)
+
+    def pause(self, node: SimNode) -> None:
+        if node.up and not node.paused:
+            node.paused = True
+            self.log(f"n{node.id} PAUSE")
+
+    def resume(self, node: SimNode) -> None:
+        if not node.up or not node.paused:
+            return
+        node.paused = False
+        self.log(f"n{node.id} RESUME ({len(node.held)} held messages)")
+        deferred, node.deferred = node.deferred, []
+        for rd in deferred:
+            if node.host is not None:
+                self._finish(node, rd)
+        held, node.held = node.held, []
+        for message in held:
+            self._deliver(message)
+
+    # -- time -----------------------------------------------------------------------------
+
+    def _schedule_tick(self, node: SimNode) -> None:
+        interval = max(1, round(self.options.tick_interval / node.clock_rate))
+        self.scheduler.after(interval, self._tick, node, node.incarnation)
+
+    def _tick(self, node: SimNode, incarnation: int) -> None:
+        if node.incarnation != incarnation or not node.up:
+            return
+        self._schedule_tick(node)
+        if node.paused or node.host is None:
+            return
+        node.host.tick()
+        self._after_input(node)
+
+    def jump_clock(self, node: SimNode, ticks: int) -> None:
+        """The node's clock leaps forward: many ticks fire at once."""
+        if not node.up or node.paused or node.host is None:
+            return
+        self.log(f"n{node.id} CLOCK JUMP +{ticks} ticks")
+        for _ in range(ticks):
+            node.host.tick()
+            self._after_input(node)
+            if node.host is None:
+                return
+
+    # -- messages ---------------------------------------------------------------------------
+
+    def _deliver(self, message: Message) -> None:
+        node = self.nodes[message.dst]
+        if not node.up or node.host is None:
+            return
+        if node.paused:
+            node.held.append(message)
+            return
+        if self.trace is not None:
+            self.log(f"n{message.dst} <- n{message.src} {_describe(message)}")
+        node.host.step(message)
+        self._after_input(node)
+
+    # -- the Ready cycle --------------------------------------------------------------------
+
+    def _after_input(self, node: SimNode) -> None:
+        host = node.host
+        if host is None:
+            return
+        self._observe(node, host)
+        self._pump(node)
+
+    def _observe(self, node: SimNode, host: NodeHost) -> None:
+        raft = host.node.raft
+        if self.checker.observe(node.id, raft):
+            self.log(f"n{node.id} LEADER of term {raft.term} (last index {raft.log.last_index()})")
+            if self.on_new_leader is not None:
+                self.on_new_leader(node)
+
+    def _pump(self, node: SimNode) -> None:
+        """Run Ready cycles until one must wait for an fsync (or nothing is left)."""
+        incarnation = node.incarnation
+        while node.incarnation == incarnation and node.host is not None:
+            host = node.host
+            rd = host.begin()
+            if rd is None:
+                return
+            if rd.must_sync:
+                if node.armed == "before_sync":
+                    self.log(f"n{node.id} crashes with a write in flight")
+                    self._armed_crash(node)
+                    return
+                self.scheduler.after(
+                    self.options.fsync_latency, self._fsync_done, node, incarnation, rd
+                )
+                return
+            host.finish(rd)
+            if node.host is not None:
+                self._observe(node, host)
+
+    def _fsync_done(self, node: SimNode, incarnation: int, rd: Ready) -> None:
+        if node.incarnation != incarnation or node.host is None:
+            return
+        if node.paused:
+            node.deferred.append(rd)
+            return
+        self._finish(node, rd)
+
+    def _finish(self, node: SimNode, rd: Ready) -> None:
+        host = node.host
+        assert host is not None
+        host.sync(rd)
+        host.finish(rd)
+        if node.armed == "after_sync" or (node.armed == "after_vote" and _grants_vote(rd)):
+            self.log(f"n{node.id} crashes right after an fsync")
+            self._armed_crash(node)
+            return
+        self._after_input(node)
+
+    # -- state machine events ----------------------------------------------------------------
+
+    def on_applied(self, node: SimNode, entry: Entry) -> None:
+        machine = node.machine
+        assert machine is not None
+        self.checker.on_applied(node.id, entry, machine.digest)
+        op = self.pending.pop((node.id, entry.index), None)
+        if op is not None:
+            if entry.term == op.term and entry.data == op.data and entry.kind == EntryKind.NORMAL:
+                self._complete(op, "ok")
+                self.max_acked_index = max(self.max_acked_index, entry.index)
+            else:
+                self._complete(op, "fail")
+        if node.waiting_reads:
+            self._serve_reads(node)
+
+    def on_snapshot_installed(self, node: SimNode, snapshot: Snapshot) -> None:
+        machine = node.machine
+        assert machine is not None
+        self.log(f"n{node.id} installs snapshot at {snapshot.index}")
+        self.checker.on_snapshot_installed(node.id, snapshot, machine.digest)
+        # Proposals whose index the snapshot jumped over: the client never hears.
+        for key in [k for k in self.pending if k[0] == node.id and k[1] <= snapshot.index]:
+            op = self.pending.pop(key)
+            term, data = self.checker.committed_entry(key[1])
+            self._complete(op, "ok" if (term, data) == (op.term, op.data) else "fail")
+            if op.status == "ok":
+                self.max_acked_index = max(self.max_acked_index, key[1])
+
+    def on_read_state(self, node: SimNode, read_state: ReadState) -> None:
+        op = self.pending_reads.get(read_state.context)
+        if op is None or op.node != node.id:
+            return
+        node.waiting_reads.append((op, read_state))
+        self._serve_reads(node)
+
+    def _serve_reads(self, node: SimNode) -> None:
+        applied = self.checker.applied_index(node.id)
+        still: list[tuple[Op, ReadState]] = []
+        for op, read_state in node.waiting_reads:
+            if read_state.index <= applied:
+                self.pending_reads.pop(op.data, None)
+                op.index = read_state.index
+                self.checker.check_read(node.id, read_state, op.must_cover)
+                self._complete(op, "ok")
+            else:
+                still.append((op, read_state))
+        node.waiting_reads = still
+
+    # -- clients -------------------------------------------------------------------------------
+
+    def propose(self, client: int, node_id: int, data: bytes) -> Op | int:
+        """Propose at ``node_id``; returns the Op, or a leader hint (0: none) on refusal."""
+        node = self.nodes[node_id]
+        if not node.up or node.paused or node.host is None:
+            return 0
+        try:
+            index, term = node.host.propose(data)
+        except NotLeaderError as error:
+            return error.leader
+        except ProposalDroppedError:
+            return node_id
+        op = Op(client, "propose", data, self.scheduler.now, node_id, index, term)
+        self.history.append(op)
+        self.pending[(node_id, index)] = op
+        if self.trace is not None:
+            self.log(
+                f"c{client} propose {data.decode()} at n{node_id} -> index {index} term {term}"
+            )
+        self._after_input(node)
+        return op
+
+    def read(self, client: int, node_id: int, context: bytes) -> Op | int:
+        node = self.nodes[node_id]
+        if not node.up or node.paused or node.host is None:
+            return 0
+        try:
+            node.host.node.read_index(context)
+        except NotLeaderError as error:
+            return error.leader
+        op = Op(
+            client, "read", context, self.scheduler.now, node_id, must_cover=self.max_acked_index
+        )
+        self.history.append(op)
+        self.pending_reads[context] = op
+        self._after_input(node)
+        return op
+
+    def expire(self, op: Op) -> None:
+        """The client gave up waiting: the outcome is unknown to it."""
+        if op.status != "invoke":
+            return
+        if op.kind == "read":
+            self.pending_reads.pop(op.data, None)
+        self._complete(op, "info", keep_pending=op.kind == "propose")
+
+    def _complete(self, op: Op, status: str, keep_pending: bool = False) -> None:
+        if op.status == "info" and status in ("ok", "fail"):
+            # The client had given up, but the world learns the truth anyway; the
+            # checkers use it (an acknowledged write must never be lost).
+            op.status = status
+            return
+        if op.status != "invoke":
+            return
+        op.status = status
+        op.complete_time = self.scheduler.now
+        if self.trace is not None and op.kind == "propose":
+            self.log(f"c{op.client} {status} {op.data.decode()} index {op.index}")
+
+    # -- queries ---------------------------------------------------------------------------
+
+    def leader(self) -> SimNode | None:
+        """The up, unpaused node leading the highest term, if any."""
+        best: SimNode | None = None
+        best_term = -1
+        for node in self.nodes.values():
+            if node.up and not node.paused and node.host is not None:
+                raft = node.host.node.raft
+                if raft.role == Role.LEADER and raft.term > best_term:
+                    best, best_term = node, raft.term
+        return best
+
+
+def _grants_vote(rd: Ready) -> bool:
+    return any(m.type == MessageType.VOTE_RESPONSE and not m.reject for m in rd.persisted_messages)
+
+
+def _describe(m: Message) -> str:
+    text = f"{m.type.name} t{m.term}"
+    if m.type.name.startswith("APPEND") or m.type.name in ("VOTE", "PRE_VOTE"):
+        text += f" i{m.index} lt{m.log_term}"
+    if m.entries:
+        text += f" +{len(m.entries)}[{m.entries[0].index}..{m.entries[-1].index}]"
+    if m.commit:
+        text += f" c{m.commit}"
+    if m.reject:
+        text += f" REJECT hint{m.reject_hint}"
+    if m.snapshot is not None:
+        text += f" snap@{m.snapshot.index}"
+    if m.context:
+        text += f" ctx={m.context.decode(errors='replace')}"
+    return text
