@@ -147,7 +147,11 @@ class RaftLog:
         return self.term(self.last_index())
 
     def match_term(self, index: int, term: int) -> bool:
-        return self.term_or_zero(index) == term
+        # An index outside the log matches nothing, not even term 0.
+        try:
+            return self.term(index) == term
+        except (CompactedError, UnavailableError):
+            return False
 
     def is_up_to_date(self, last_index: int, term: int) -> bool:
         """Section 5.4.1: a candidate's log is at least as up-to-date as ours."""
@@ -185,8 +189,10 @@ class RaftLog:
 
     def find_conflict(self, entries: tuple[Entry, ...]) -> int:
         """The index of the first entry that is new or differs from ours; 0 if none."""
+        last = self.last_index()
         for entry in entries:
-            if not self.match_term(entry.index, entry.term):
+            # Past our last index every entry is new: no need to look its term up.
+            if entry.index > last or not self.match_term(entry.index, entry.term):
                 return entry.index
         return 0
 

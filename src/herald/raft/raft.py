@@ -348,7 +348,13 @@ class Raft:
             elif m.type in (MT.APPEND, MT.HEARTBEAT, MT.SNAPSHOT):
                 self.become_follower(m.term, m.src)
             else:
+                # Figure 2 resets the election timer on hearing the current leader
+                # or granting a vote, not on merely seeing a higher term: keeping
+                # it keeps the nodes' timers apart, so a failed election is not
+                # followed by another split vote among re-synchronised timers.
+                elapsed = self.election_elapsed
                 self.become_follower(m.term, NONE)
+                self.election_elapsed = elapsed
         elif m.term < self.term:
             if (self.config.check_quorum or self.config.pre_vote) and m.type in (
                 MT.APPEND,
@@ -499,7 +505,10 @@ class Raft:
                 self._send_append(m.src)
             return
         was_paused = progress.is_paused()
-        if not progress.maybe_update(m.index):
+        # An answer that confirms exactly what we knew still ends a probe: the
+        # follower's log matches ours up to there, so replication can stream.
+        confirmed_probe = progress.state == ProgressState.PROBE and progress.match == m.index
+        if not progress.maybe_update(m.index) and not confirmed_probe:
             return
         if progress.state == ProgressState.PROBE:
             progress.become_replicate()
@@ -640,13 +649,15 @@ class Raft:
             raise NotLeaderError(self.lead, self.term)
 
     def _handle_read_index(self, context: bytes, origin: int) -> None:
-        if len(self.voters) == 1:
-            self._answer_read(context, origin, self.log.committed)
-            return
         if not self._committed_in_current_term():
             # Dissertation 6.4 step 1: our commit index is only known to be
-            # current once an entry of our term committed.
+            # current once an entry of our term committed. This holds for a
+            # single voter too: commit-only writes are not fsynced, so after a
+            # restart its commit index may lag entries it already applied.
             self.pending_reads.append((context, origin))
+            return
+        if len(self.voters) == 1:
+            self._answer_read(context, origin, self.log.committed)
             return
         if self.read_only.add_request(self.log.committed, context, origin):
             self.read_only.receive_ack(self.id, context)
