@@ -60,6 +60,12 @@ class DurableState:
     hard_state: HardState
     snapshot: Snapshot | None
     entries: tuple[Entry, ...]  # all with index > snapshot index, contiguous
+    # Set when the store was opened with an explicit repair flag and threw away a
+    # damaged part of the log: entries from ``discarded_from_index`` on may have
+    # been acknowledged before and are gone now, so this node must not vote (or
+    # count towards any quorum) until a leader has brought it up to date again.
+    repaired: bool = False
+    discarded_from_index: int | None = None
 
 
 class LogStore(Protocol):

@@ -205,16 +205,13 @@ class Nemesis:
             self._count("clock_jump")
             return
         rate = self.rng.choice((0.5, 0.75, 1.5, 2.0))
-        previous = victim.clock_rate
-        victim.clock_rate = rate
+        victim.clock_rate = victim.base_clock_rate * rate
         world.log(f"nemesis: n{victim.id} clock rate {rate}x")
-        world.scheduler.after(
-            self.rng.randint(100 * MS, 3 * SECOND), self._reset_clock, victim, previous
-        )
+        world.scheduler.after(self.rng.randint(100 * MS, 3 * SECOND), self._reset_clock, victim)
         self._count("clock_rate")
 
-    def _reset_clock(self, node: SimNode, rate: float) -> None:
-        node.clock_rate = rate
+    def _reset_clock(self, node: SimNode) -> None:
+        node.clock_rate = node.base_clock_rate
 
     # -- the end of the safety phase ------------------------------------------------------
 
@@ -225,6 +222,7 @@ class Nemesis:
         world.network.heal()
         for node in world.nodes.values():
             node.armed = ""
+            node.clock_rate = node.base_clock_rate
             if node.paused:
                 world.resume(node)
             if not node.up:

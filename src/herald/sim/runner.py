@@ -27,6 +27,7 @@ from .invariants import SafetyViolation
 from .nemesis import Nemesis
 from .options import SimOptions, draw_options
 from .scheduler import MS, SECOND
+from .storage import SimLogStore
 from .workload import Workload
 from .world import World
 
@@ -60,11 +61,18 @@ def run_seed(
     options: SimOptions | None = None,
     raft_class: type[Raft] = Raft,
     tracer: Callable[[str], None] | None = None,
+    log_store_factory: Callable[[], SimLogStore] = SimLogStore,
 ) -> SimResult:
-    """Run one seed; never raises for a finding, only reports it."""
+    """Run one seed; never raises for a finding, only reports it.
+
+    ``raft_class`` and ``log_store_factory`` exist so tests can plant bugs and
+    show the checkers catch them.
+    """
     options = options or draw_options(seed, faults)
     master = random.Random(f"herald-sim/{seed}")
-    world = World(options, random.Random(master.getrandbits(64)), raft_class, tracer)
+    world = World(
+        options, random.Random(master.getrandbits(64)), raft_class, tracer, log_store_factory
+    )
     nemesis = Nemesis(world, random.Random(master.getrandbits(64)))
     workload = Workload(world, random.Random(master.getrandbits(64)))
     result = SimResult(seed, options, "ok")
@@ -82,7 +90,7 @@ def run_seed(
         result.detail = f"{type(error).__name__}: {error}{where}"
     result.virtual_time = world.scheduler.now
     result.events = world.scheduler.events_run
-    result.stats = _stats(world, nemesis, workload)
+    result.stats = {**_stats(world, nemesis, workload), **result.stats}
     if tracer is not None:
         tracer(f"{_fmt_seconds(result.virtual_time)} verdict={result.verdict} {result.detail}")
     return result

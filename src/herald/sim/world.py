@@ -97,7 +97,8 @@ class SimNode:
     up: bool = False
     paused: bool = False
     incarnation: int = 0
-    clock_rate: float = 1.0
+    clock_rate: float = 1.0  # the rate now, which clock faults change
+    base_clock_rate: float = 1.0  # the node's own drift, which they don't
     held: list[Message] = field(default_factory=list)
     deferred: list[Ready] = field(default_factory=list)
     # An armed crash waits for its moment ("before_sync", "after_sync" or
@@ -149,6 +150,7 @@ class World:
         rng: random.Random,
         raft_class: type[Raft] = Raft,
         tracer: Tracer | None = None,
+        log_store_factory: Callable[[], SimLogStore] = SimLogStore,
     ) -> None:
         self.options = options
         self.raft_class = raft_class
@@ -162,9 +164,10 @@ class World:
         self.voters = tuple(range(1, options.nodes + 1))
         self.nodes: dict[int, SimNode] = {}
         for node_id in self.voters:
-            node = SimNode(node_id, SimLogStore(), random.Random(rng.getrandbits(64)))
+            node = SimNode(node_id, log_store_factory(), random.Random(rng.getrandbits(64)))
             if options.drift:
-                node.clock_rate = 1.0 + node.rng.uniform(-options.drift, options.drift)
+                node.base_clock_rate = 1.0 + node.rng.uniform(-options.drift, options.drift)
+                node.clock_rate = node.base_clock_rate
             self.nodes[node_id] = node
         # Client bookkeeping: proposals awaiting their index to be applied on the
         # node they were proposed to, and reads awaiting their answer.

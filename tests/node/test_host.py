@@ -1,0 +1,153 @@
+"""The node host obeys the Ready contract and recovers from what its log store kept."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+
+from herald.errors import NotLeaderError
+from herald.node.host import NodeHost
+from herald.raft import (
+    Config,
+    ConfState,
+    Entry,
+    HardState,
+    Message,
+    MessageType,
+    Snapshot,
+    SnapshotMeta,
+)
+from herald.sim.storage import SimLogStore
+from herald.sim.world import DigestStateMachine
+
+
+class RecordingTransport:
+    def __init__(self, store: SimLogStore) -> None:
+        self.store = store
+        self.sent: list[tuple[Message, int]] = []  # message, unsynced writes when sent
+
+    def send(self, messages: Sequence[Message]) -> None:
+        for message in messages:
+            self.sent.append((message, self.store.unsynced_writes))
+
+
+def single_node(store: SimLogStore | None = None, **kw: int) -> tuple[NodeHost, SimLogStore]:
+    store = store or SimLogStore()
+    host = NodeHost(
+        Config(id=1, voters=(1,)),
+        store,
+        RecordingTransport(store),
+        DigestStateMachine(),
+        random.Random(1),
+        **kw,
+    )
+    return host, store
+
+
+def elect(host: NodeHost) -> None:
+    host.node.campaign()
+    host.process_all()
+
+
+def test_single_node_commits_after_its_own_fsync() -> None:
+    host, store = single_node()
+    elect(host)
+    index, term = host.propose(b"x")
+    rd = host.begin()
+    assert rd is not None and rd.entries and rd.must_sync
+    assert not rd.committed_entries  # not durable yet, so not committed
+    host.sync(rd)
+    host.finish(rd)
+    host.process_all()
+    assert host.node.raft.log.applied == index
+    assert store.load().entries[-1] == Entry(term, index, b"x")
+
+
+def test_restart_keeps_term_vote_and_log() -> None:
+    host, store = single_node()
+    elect(host)
+    host.propose(b"a")
+    host.process_all()
+    term = host.node.raft.term
+    restarted, _ = single_node(store)
+    assert restarted.node.raft.term == term
+    assert restarted.node.raft.vote == 1
+    assert restarted.node.raft.log.last_index() == 2
+
+
+def test_crash_before_sync_loses_the_unsynced_write() -> None:
+    host, store = single_node()
+    elect(host)
+    host.propose(b"lost")
+    rd = host.begin()
+    assert rd is not None
+    store.crash()
+    restarted, _ = single_node(store)
+    assert restarted.node.raft.log.last_index() == 1  # only the leader's no-op survived
+
+
+def test_restart_with_commit_behind_snapshot() -> None:
+    """Corpus seeds 229/262: commit-only hard states are not fsynced, snapshots are."""
+    store = SimLogStore()
+    entries = [Entry(1, i, b"e%d" % i) for i in range(1, 61)]
+    store.write(HardState(1, 1, 40), entries, None)
+    store.sync()
+    machine = DigestStateMachine()
+    for entry in entries[:50]:
+        machine.apply(entry)
+    snapshot = Snapshot(SnapshotMeta(50, 1, ConfState((1,))), machine.snapshot())
+    store.save_snapshot(snapshot)
+    host, _ = single_node(store)
+    assert host.node.raft.log.committed == 50
+    assert host.node.raft.log.applied == 50
+
+
+def test_snapshot_and_compaction_after_threshold() -> None:
+    host, store = single_node(snapshot_entries=10, retain_entries=2)
+    elect(host)
+    for i in range(25):
+        host.propose(b"p%d" % i)
+        host.process_all()
+    snapshot = store.load().snapshot
+    assert snapshot is not None and snapshot.index >= 20
+    assert host.storage.first_index() > 10
+    restarted, _ = single_node(store)
+    assert restarted.node.raft.log.applied == snapshot.index
+
+
+def test_follower_refuses_proposals() -> None:
+    store = SimLogStore()
+    host = NodeHost(
+        Config(id=2, voters=(1, 2, 3)),
+        store,
+        RecordingTransport(store),
+        DigestStateMachine(),
+        random.Random(2),
+    )
+    with pytest.raises(NotLeaderError):
+        host.propose(b"x")
+
+
+def test_votes_leave_only_after_fsync() -> None:
+    """Ready contract step 3: a vote request is sent only once term and vote are durable."""
+    store = SimLogStore()
+    transport = RecordingTransport(store)
+    host = NodeHost(
+        Config(id=1, voters=(1, 2, 3), pre_vote=False),
+        store,
+        transport,
+        DigestStateMachine(),
+        random.Random(3),
+    )
+    host.node.campaign()
+    rd = host.begin()
+    assert rd is not None and rd.must_sync
+    assert not transport.sent
+    host.sync(rd)
+    host.finish(rd)
+    votes = [(m, unsynced) for m, unsynced in transport.sent if m.type == MessageType.VOTE]
+    assert len(votes) == 2
+    assert all(unsynced == 0 for _, unsynced in votes)
+    assert store.load().hard_state.vote == 1

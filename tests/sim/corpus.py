@@ -1,0 +1,40 @@
+"""Seeds that found bugs, each with a one-line note of what it caught.
+
+A seed here replays the world it was found in only while the option draw and
+event order stay the same; after such changes it still runs a hard world and
+guards the fix. Bugs found under an earlier draw are pinned down by a unit
+test named in the note instead.
+"""
+
+from __future__ import annotations
+
+#: (seed, fault kinds or None for all, note)
+CORPUS: list[tuple[int, tuple[str, ...] | None, str]] = [
+    (
+        216,
+        None,
+        "liveness: clock-rate faults outlived healing, so stale nodes with 2x clocks and "
+        "no pre-vote won every election timer race and no leader could be elected; "
+        "the liveness phase now restores every node's own clock rate",
+    ),
+    (
+        58,
+        None,
+        "checker: leader completeness was judged by the term that created an entry, "
+        "not the term in which a leader counted it committed (a stale term-2 leader "
+        "legitimately lacked a term-1 entry committed in term 3); see "
+        "tests/sim/test_invariants.py::test_leader_of_an_older_term_need_not_hold_later_commits",
+    ),
+    (
+        229,
+        None,
+        "host: a node restarting with a durable snapshot at 50 and an unsynced "
+        "commit-only hard state of 49 refused to start; see "
+        "tests/node/test_host.py::test_restart_with_commit_behind_snapshot",
+    ),
+    (
+        262,
+        ("crash", "clock"),
+        "host: same restart failure as 229 with a snapshot at 100",
+    ),
+]
