@@ -1,0 +1,367 @@
+"""WalLogStore: the node host's durable LogStore, over a FileSystem and one data directory.
+
+A data directory holds::
+
+    LOCK                       flock'ed while a store has it open (OsFileSystem)
+    hardstate                  term, vote, commit; replaced atomically
+    snap-<index>.snap          the newest snapshots (two by default), each atomic
+    wal-<seq>.log              the write-ahead log segments, oldest first
+    *.tmp                      leftovers of interrupted atomic writes, removed at load
+
+Life of a write (the Ready contract of :mod:`herald.raft.rawnode`):
+
+- :meth:`WalLogStore.write` encodes records into a memory buffer and stages a
+  received snapshot in a temporary file. Nothing is durable, nothing is promised.
+- :meth:`WalLogStore.sync` makes it all durable in an order that keeps every
+  crash point recoverable: the hard state file (if term or vote changed), then
+  the snapshot file, each fsynced, renamed and its directory fsynced; then the
+  buffered records go to the log in one append and one fsync, however many
+  writes they came from (group commit). Only then does :attr:`durable_index`
+  advance: it is the one promise the store makes, and nothing else moves it.
+- :meth:`WalLogStore.save_snapshot` writes a locally taken snapshot atomically,
+  then deletes snapshots beyond the newest ``keep_snapshots`` and the segments
+  every kept snapshot covers, so the log always reaches back to the oldest
+  kept snapshot, which recovery can fall back to if the newest is damaged.
+
+A failed fsync (or any IO error while syncing) poisons the store: the data may
+be gone from the media though still readable, so every later call raises
+:class:`~herald.errors.StorageIOError` and the process must restart and
+recover from what is really on disk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import final
+
+from herald.errors import StorageError, StorageIOError, UsageError
+from herald.node.host import DurableState
+from herald.raft.types import Entry, HardState, Snapshot
+
+from . import format as fmt
+from .files import (
+    HARD_STATE_FILE,
+    StagedFile,
+    snapshot_index,
+    snapshot_name,
+    stage,
+    write_atomically,
+)
+from .fs import DirLock, FileSystem, join
+from .recovery import RecoveryReport, recover
+from .wal import SegmentWriter
+
+__all__ = ["DEFAULT_SEGMENT_SIZE", "WalLogStore"]
+
+DEFAULT_SEGMENT_SIZE = 64 << 20
+_FLUSH_BYTES = 4 << 20  # buffered records beyond this go to the file before sync
+
+
+@final
+class WalLogStore:
+    """A :class:`~herald.node.host.LogStore` backed by a segmented, checksummed WAL.
+
+    Opening locks the directory (:class:`~herald.errors.LockedError` if another
+    store holds it). Call :meth:`load` once, before anything else; it runs
+    recovery. Written records wait in memory until :meth:`sync`, or until
+    ``flush_bytes`` of them have piled up. With ``repair=True``, damage in the
+    log (never in the hard state or a needed snapshot) is cut away instead of
+    refused, and ``load`` reports it in :attr:`DurableState.repaired`.
+    """
+
+    def __init__(
+        self,
+        fs: FileSystem,
+        directory: str,
+        *,
+        segment_size: int = DEFAULT_SEGMENT_SIZE,
+        keep_snapshots: int = 2,
+        repair: bool = False,
+        flush_bytes: int = _FLUSH_BYTES,
+    ) -> None:
+        if segment_size < 4096:
+            raise UsageError(f"segment_size {segment_size} is below 4096 bytes")
+        if keep_snapshots < 1:
+            raise UsageError("keep_snapshots must be at least 1")
+        self.fs = fs
+        self.directory = directory
+        self.segment_size = segment_size
+        self.keep_snapshots = keep_snapshots
+        self.repair = repair
+        self.flush_bytes = flush_bytes
+        fs.make_dirs(directory)
+        self._lock: DirLock | None = fs.lock(directory)
+        self._writer: SegmentWriter | None = None
+        self._failed: StorageError | None = None
+        self.report: RecoveryReport | None = None
+        # What has been written (possibly not durable yet).
+        self._hard_state = HardState()
+        self._base_index = 0  # the newest snapshot's index, staged ones included
+        self._last_index = 0
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._buffer_max_index = 0
+        self._pending_hard_state: HardState | None = None
+        self._staged_snapshot: StagedFile | None = None
+        self._staged_index = 0
+        self._published_snapshot = False  # since the last sync
+        self._snapshot_indexes: list[int] = []  # snapshot files on disk, newest first
+        # What is durable.
+        self._durable_index = 0
+        self._durable_hard_state = HardState()
+
+    # -- the promise ----------------------------------------------------------------------
+
+    @property
+    def durable_index(self) -> int:
+        """The last log index as of the last completed :meth:`sync`: every entry up
+        to it is durable. Only ``sync`` (and ``load``) move it."""
+        return self._durable_index
+
+    @property
+    def durable_hard_state(self) -> HardState:
+        return self._durable_hard_state
+
+    @property
+    def last_index(self) -> int:
+        """The last index written, durable or not."""
+        return self._last_index
+
+    # -- LogStore ---------------------------------------------------------------------------
+
+    def load(self) -> DurableState:
+        """Recover the directory and return what is durable.
+
+        Raises CorruptLogError, CorruptHardStateError, CorruptSnapshotError,
+        UnsupportedFormatError or StorageIOError (see :mod:`herald.storage.recovery`).
+        """
+        if self._lock is None:
+            raise UsageError("the store is closed")
+        if self._writer is not None:
+            raise UsageError("load() runs recovery and may be called once per open store")
+        try:
+            recovered = recover(self.fs, self.directory, repair=self.repair)
+        except BaseException:
+            # Refused: free the directory so the operator can look, or reopen
+            # it with repair=True.
+            self.close()
+            raise
+        self.report = recovered.report
+        commit = recovered.hard_state.commit
+        if recovered.segments:
+            last = recovered.segments[-1]
+            writer = SegmentWriter(
+                self.fs,
+                self.directory,
+                recovered.segments,
+                self.fs.open_append(last.path),
+                recovered.tail_size,
+                self.segment_size,
+            )
+        else:
+            preamble = fmt.encode_commit(commit) if commit else b""
+            writer = SegmentWriter.create(
+                self.fs, self.directory, recovered.next_seq, self.segment_size, preamble
+            )
+        writer.commit = commit
+        self._writer = writer
+        snapshot = recovered.snapshot
+        if recovered.reset_to_snapshot and snapshot is not None:
+            # Entries written from now on follow the snapshot, not the old log
+            # that ends before it or disagrees with it: say so in the log.
+            marker = fmt.encode_snapshot_marker(snapshot.index, snapshot.term)
+            self._guarded(lambda: self._append_and_sync(marker, snapshot.index))
+        entries = recovered.entries
+        self._hard_state = self._durable_hard_state = recovered.hard_state
+        self._base_index = snapshot.index if snapshot is not None else 0
+        self._last_index = entries[-1].index if entries else self._base_index
+        self._durable_index = self._last_index
+        self._snapshot_indexes = recovered.snapshot_indexes
+        discarded = recovered.report.discarded
+        return DurableState(
+            hard_state=recovered.hard_state,
+            snapshot=snapshot,
+            entries=tuple(entries),
+            repaired=discarded is not None,
+            discarded_from_index=discarded.from_index if discarded is not None else None,
+        )
+
+    def write(
+        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
+    ) -> None:
+        """Record a Ready's state; entries replace stored ones from the first index on.
+
+        Nothing is durable until :meth:`sync` returns. Raises UsageError for
+        entries that would leave a gap, StorageIOError if the store failed.
+        """
+        self._check_usable()
+        if snapshot is not None and snapshot.index > self._base_index:
+            self._stage_snapshot(snapshot)
+        if entries:
+            self._write_entries(entries)
+        if hard_state is not None and hard_state != self._hard_state:
+            previous = self._hard_state
+            self._hard_state = hard_state
+            if (
+                hard_state.term != previous.term
+                or hard_state.vote != previous.vote
+                or self._pending_hard_state is not None
+            ):
+                self._pending_hard_state = hard_state
+            else:
+                self._add(fmt.encode_commit(hard_state.commit), 0)
+        if self._buffered >= self.flush_bytes:
+            self._guarded(self._flush)
+
+    def sync(self) -> None:
+        """Make everything written so far durable; then advance :attr:`durable_index`.
+
+        Raises StorageIOError (and poisons the store) if any write or fsync fails.
+        """
+        self._check_usable()
+        self._guarded(self._sync)
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Durably store a locally taken snapshot, then drop what it makes redundant.
+
+        Does not make unrelated buffered writes durable. Raises StorageIOError.
+        """
+        self._check_usable()
+        if snapshot.index <= (self._snapshot_indexes[0] if self._snapshot_indexes else 0):
+            return
+        self._guarded(lambda: self._save_snapshot(snapshot))
+
+    def close(self) -> None:
+        """Release the directory. Unsynced writes are dropped, as in a crash."""
+        if self._staged_snapshot is not None:
+            self._staged_snapshot.handle.close()
+            self._staged_snapshot = None
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+        if self._lock is not None:
+            self._lock.release()
+            self._lock = None
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _check_usable(self) -> None:
+        if self._failed is not None:
+            raise StorageIOError(
+                self.directory, "use", f"the store failed earlier ({self._failed}); restart"
+            )
+        if self._writer is None or self._lock is None:
+            raise UsageError("load() the store before writing to it (and do not close it)")
+
+    def _require_writer(self) -> SegmentWriter:
+        if self._writer is None:
+            raise UsageError("load() the store before writing to it (and do not close it)")
+        return self._writer
+
+    def _guarded(self, action: Callable[[], None]) -> None:
+        try:
+            action()
+        except StorageError as error:
+            self._failed = error
+            raise
+
+    def _add(self, record: bytes, max_index: int) -> None:
+        self._buffer.append(record)
+        self._buffered += len(record)
+        self._buffer_max_index = max(self._buffer_max_index, max_index)
+
+    def _write_entries(self, entries: Sequence[Entry]) -> None:
+        first = entries[0].index
+        last = entries[-1].index
+        if last - first + 1 != len(entries):
+            raise UsageError(f"entries {first}..{last} are not contiguous")
+        if first <= self._base_index:
+            # Already covered by a snapshot: only what lies beyond it matters.
+            entries = entries[self._base_index + 1 - first :]
+            if not entries:
+                return
+            first = entries[0].index
+        if first > self._last_index + 1:
+            raise UsageError(f"entries start at {first}, after a gap (last is {self._last_index})")
+        self._add(fmt.encode_entries(entries), last)
+        self._last_index = last
+
+    def _stage_snapshot(self, snapshot: Snapshot) -> None:
+        if self._staged_snapshot is not None:
+            # A second snapshot before a sync: the first one goes to disk now
+            # (early durability is allowed), so each marker names a real file.
+            self._guarded(self._flush)
+        name = snapshot_name(snapshot.index)
+        self._staged_snapshot = stage(self.fs, self.directory, name, fmt.encode_snapshot(snapshot))
+        self._staged_index = snapshot.index
+        self._add(fmt.encode_snapshot_marker(snapshot.index, snapshot.term), snapshot.index)
+        # Installing a snapshot from the leader replaces the whole log.
+        self._base_index = snapshot.index
+        self._last_index = snapshot.index
+
+    def _flush(self) -> None:
+        """Get buffered records into the log file (not durable yet).
+
+        What they depend on goes first, durably: the hard state (the log never
+        holds a term the hard state has not reached) and a received snapshot
+        (the log never announces a snapshot that is not on disk).
+        """
+        writer = self._require_writer()
+        if self._pending_hard_state is not None:
+            hard_state = self._pending_hard_state
+            write_atomically(
+                self.fs, self.directory, HARD_STATE_FILE, fmt.encode_hard_state(hard_state)
+            )
+            self._pending_hard_state = None
+        if self._staged_snapshot is not None:
+            self._staged_snapshot.publish(self.fs, self.directory)
+            self._staged_snapshot = None
+            self._snapshot_indexes.insert(0, self._staged_index)
+            self._published_snapshot = True
+        if self._buffer:
+            data = b"".join(self._buffer)
+            self._buffer.clear()
+            self._buffered = 0
+            writer.commit = self._hard_state.commit
+            writer.append(data, self._buffer_max_index)
+            self._buffer_max_index = 0
+
+    def _append_and_sync(self, record: bytes, max_index: int) -> None:
+        writer = self._require_writer()
+        writer.append(record, max_index)
+        writer.sync()
+
+    def _sync(self) -> None:
+        writer = self._require_writer()
+        self._flush()
+        writer.sync()
+        self._durable_index = self._last_index
+        self._durable_hard_state = self._hard_state
+        if self._published_snapshot:
+            # The log now durably starts at the received snapshot.
+            self._published_snapshot = False
+            self._compact()
+
+    def _save_snapshot(self, snapshot: Snapshot) -> None:
+        name = snapshot_name(snapshot.index)
+        write_atomically(self.fs, self.directory, name, fmt.encode_snapshot(snapshot))
+        self._snapshot_indexes.insert(0, snapshot.index)
+        self._snapshot_indexes.sort(reverse=True)
+        self._base_index = max(self._base_index, snapshot.index)
+        self._compact()
+
+    def _compact(self) -> None:
+        """Delete snapshots beyond the newest ``keep_snapshots`` and the segments
+        the oldest kept one covers. Only called once those snapshots are durable."""
+        writer = self._require_writer()
+        kept = self._snapshot_indexes[: self.keep_snapshots]
+        keep_names = {snapshot_name(index) for index in kept}
+        removed = False
+        for name in self.fs.list_dir(self.directory):
+            if snapshot_index(name) is not None and name not in keep_names:
+                self.fs.remove(join(self.directory, name))
+                removed = True
+        if removed:
+            self.fs.sync_dir(self.directory)
+        self._snapshot_indexes = kept
+        writer.remove_through(kept[-1])
