@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
+from dataclasses import replace
 
 import pytest
 
 from herald.errors import NotLeaderError
-from herald.node.host import NodeHost
+from herald.node.host import DurableState, NodeHost
 from herald.raft import (
     Config,
     ConfState,
@@ -151,3 +152,44 @@ def test_votes_leave_only_after_fsync() -> None:
     assert len(votes) == 2
     assert all(unsynced == 0 for _, unsynced in votes)
     assert store.load().hard_state.vote == 1
+
+
+class CutBackStore(SimLogStore):
+    """A store whose last load found a cut-back log at term 1."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.recovered_calls = 0
+
+    def load(self) -> DurableState:
+        return replace(super().load(), recovering_term=1)
+
+    def mark_recovered(self) -> None:
+        self.recovered_calls += 1
+
+
+def test_host_reports_recovery_to_the_store() -> None:
+    """A lone voter has nobody to catch up from: it leads, and the marker is dropped."""
+    store = CutBackStore()
+    host, _ = single_node(store)
+    elect(host)
+    assert host.node.raft.role.name == "LEADER"
+    assert store.recovered_calls == 1
+
+
+def test_recovering_follower_keeps_the_marker() -> None:
+    store = CutBackStore()
+    host = NodeHost(
+        Config(id=2, voters=(1, 2, 3)),
+        store,
+        RecordingTransport(store),
+        DigestStateMachine(),
+        random.Random(2),
+    )
+    assert host.node.status().recovering
+    for _ in range(100):
+        host.tick()
+        host.process_all()
+    assert host.node.status().recovering
+    assert host.node.raft.role.name == "FOLLOWER"
+    assert store.recovered_calls == 0

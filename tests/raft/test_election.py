@@ -81,14 +81,16 @@ def test_5_1_higher_term_response_deposes_leader() -> None:
     assert (raft.role, raft.term, raft.lead) == (Role.FOLLOWER, 4, NONE)
 
 
-def test_5_1_stale_term_append_is_rejected_without_effect_in_paper_mode() -> None:
-    """Section 5.1: a request with a stale term is rejected; in plain Raft the reply is
-    simply not given and nothing changes."""
+def test_5_1_stale_term_append_is_answered_with_the_current_term_in_paper_mode() -> None:
+    """Figure 2, AppendEntries receiver rule 1: "Reply false if term < currentTerm";
+    the reply carries our term and nothing changes locally."""
     h = Cluster(3, **PAPER, terms={1: 3})
     h.step(1, Message(MT.APPEND, 2, 1, term=2, index=0, log_term=0, entries=()))
     raft = h.raft(1)
     assert (raft.term, raft.lead, raft.log.last_index()) == (3, NONE, 0)
-    assert h.process_ready(1) is None
+    messages, persisted = take_ready(h, 1)
+    assert messages == []
+    assert persisted == ["1->2 APPEND_RESPONSE t3 i0"]
 
 
 def test_5_1_stale_term_append_gets_current_term_back_with_prevote_or_check_quorum() -> None:

@@ -37,4 +37,32 @@ CORPUS: list[tuple[int, tuple[str, ...] | None, str]] = [
         ("crash", "clock"),
         "host: same restart failure as 229 with a snapshot at 100",
     ),
+    (
+        137,
+        None,
+        "storage: bit rot in the recovering marker raised after recovery had opened "
+        "the log, so the store kept the directory locked and the restart failed",
+    ),
+    (
+        563,
+        None,
+        "storage: an fsync error while load() created the first segment left the "
+        "directory locked; load now closes the store on any failure",
+    ),
+    (
+        1429,
+        None,
+        "storage: repair discarded a suffix holding the record that had overwritten "
+        "entry 15, so the old term-8 entry came back, and the hard state file's commit "
+        "index covered it: the node applied an uncommitted entry. Recovery now takes "
+        "the commit index from the log stream only",
+    ),
+    (
+        1195,
+        None,
+        "storage: repair cut the log, then failed (fsync error) writing the recovering "
+        "marker; the retry saw a clean, shorter log and the node voted and applied with "
+        "acknowledged entries missing (commit 390 past its last index 187). The marker "
+        "is now durable before any cut",
+    ),
 ]

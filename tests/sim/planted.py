@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from herald.raft import NONE, HardState, Raft
 from herald.raft.quorum import committed_index
-from herald.sim.storage import SimLogStore
+from herald.storage import SimFileSystem
 
 
 class CommitsOlderTermsByCounting(Raft):
@@ -53,20 +53,9 @@ class NeverCampaigns(Raft):
         return
 
 
-class LyingFsync(SimLogStore):
-    """An fsync that returns one sync early: each call makes durable only what the
-    previous call should have (a write cache that acknowledges before flushing)."""
+class LyingDisk(SimFileSystem):
+    """A disk whose file fsync returns before anything is durable (a write cache
+    that acknowledges and never flushes): a power loss keeps only what luck does."""
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._late: list[object] = []
-
-    def sync(self) -> None:
-        written_now = self._pending
-        self._pending = self._late  # type: ignore[assignment]
-        super().sync()
-        self._late = written_now  # type: ignore[assignment]
-
-    def crash(self) -> None:
-        super().crash()
-        self._late = []
+    def _fsync(self, path: str, number: int) -> None:
+        self._tick()

@@ -387,13 +387,45 @@ def test_rolled_back_hard_state_is_refused() -> None:
 
 
 def test_commit_past_the_log_is_clamped() -> None:
+    """The hard state file's commit index is not trusted: the stream's is (0 here)."""
     fs = new_fs()
     populate(fs, last=20)
     fs.overwrite(HARD_STATE, 0, fmt.encode_hard_state(HardState(1, 1, 500)))
     store = open_store(fs)
     state = store.load()
-    assert state.hard_state == HardState(1, 1, 20)
+    assert state.hard_state == HardState(1, 1, 0)
     assert store.report is not None and store.report.commit_clamped_from == 500
+
+
+def test_commit_never_covers_entries_that_lost_records_replaced() -> None:
+    """The hard state file is synced before the records of the same sync. If a
+    crash keeps the file (commit 10, new term) but loses the records that replaced
+    entries 8..10, the old entries 8..10 must not come back as committed."""
+    fs = new_fs()
+    store = open_store(fs)
+    store.load()
+    store.write(HardState(1, 1, 0), entries(1, 10, 1), None)
+    store.write(HardState(1, 1, 5), [], None)
+    store.sync()
+    store.close()
+    # What the lost sync would have done: term 2, entries 8..10 of term 2, commit 10.
+    fs.overwrite(HARD_STATE, 0, fmt.encode_hard_state(HardState(2, 0, 10)))
+    state = open_store(fs).load()
+    assert state.hard_state.commit == 5
+    assert [entry.term for entry in state.entries[7:]] == [1, 1, 1]
+
+
+def test_commit_index_is_in_the_stream_even_with_a_term_change() -> None:
+    fs = new_fs()
+    store = open_store(fs)
+    store.load()
+    store.write(HardState(1, 1, 0), entries(1, 10, 1), None)
+    store.sync()
+    store.write(HardState(2, 2, 9), entries(11, 12, 2), None)
+    store.sync()
+    store.close()
+    fs.overwrite(HARD_STATE, 0, fmt.encode_hard_state(HardState(2, 2, 0)))
+    assert open_store(fs).load().hard_state.commit == 9
 
 
 # -- snapshots --------------------------------------------------------------------------

@@ -66,6 +66,11 @@ class DurableState:
     # count towards any quorum) until a leader has brought it up to date again.
     repaired: bool = False
     discarded_from_index: int | None = None
+    # Nonzero while the node must not vote: its log was cut back (repaired, or a
+    # damaged last record that may have been acknowledged) when its term was
+    # this. The store keeps it durably until ``mark_recovered`` (see
+    # ``herald.raft.Config.recovering_term``).
+    recovering_term: int = 0
 
 
 class LogStore(Protocol):
@@ -90,6 +95,10 @@ class LogStore(Protocol):
 
     def save_snapshot(self, snapshot: Snapshot) -> None:
         """Durably store a snapshot taken locally, then drop the entries it covers."""
+        ...
+
+    def mark_recovered(self) -> None:
+        """The node caught up after a cut-back log: durably forget ``recovering_term``."""
         ...
 
 
@@ -179,7 +188,13 @@ class NodeHost:
             # entries, so the commit index is at least the snapshot's index.
             hard_state = replace(hard_state, commit=applied)
         self.storage.set_hard_state(hard_state)
-        self.node = RawNode(replace(config, applied=applied), self.storage, rng, raft_class)
+        self.node = RawNode(
+            replace(config, applied=applied, recovering_term=durable.recovering_term),
+            self.storage,
+            rng,
+            raft_class,
+        )
+        self._recovering = durable.recovering_term != 0
         self._in_flight: Ready | None = None
 
     # -- inputs -----------------------------------------------------------------------
@@ -254,6 +269,9 @@ class NodeHost:
         self.node.advance(rd)
         if rd.committed_entries:
             self._maybe_compact(rd.committed_entries[-1].index)
+        if self._recovering and not self.node.raft.recovering():
+            self.log_store.mark_recovered()
+            self._recovering = False
 
     def process_all(self) -> None:
         """Run Ready cycles back to back until there is nothing left (synchronous worlds)."""

@@ -44,6 +44,12 @@ class Config:
     snapshot_timeout_tick: int = 0
     #: The index the state machine had applied when this node restarted.
     applied: int = 0
+    #: Nonzero when this node restarted with a log its storage had to cut back
+    #: (repaired corruption, or a damaged last record that may have been
+    #: acknowledged): the node's term then. Until its log holds an entry of a
+    #: later term it neither votes nor campaigns, since the lost entries may have
+    #: counted towards a commit (see ``Raft.recovering``).
+    recovering_term: int = 0
 
     def __post_init__(self) -> None:
         if self.id <= 0:
@@ -62,8 +68,8 @@ class Config:
             raise ConfigError("max_inflight_msgs must be positive")
         if self.max_size_per_msg <= 0 or self.max_committed_size_per_ready <= 0:
             raise ConfigError("size limits must be positive")
-        if self.applied < 0 or self.group < 0:
-            raise ConfigError("applied and group must not be negative")
+        if self.applied < 0 or self.group < 0 or self.recovering_term < 0:
+            raise ConfigError("applied, group and recovering_term must not be negative")
 
     @property
     def randomized_election_max(self) -> int:

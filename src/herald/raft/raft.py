@@ -102,6 +102,7 @@ class Raft:
         self.heartbeat_elapsed = 0
         self.randomized_election_timeout = config.election_tick
         self.campaign_transfer = False
+        self.recovering_term = config.recovering_term
 
         self._step: Callable[[Message], None] = self._step_follower
         self._tick: Callable[[], None] = self._tick_election
@@ -109,6 +110,17 @@ class Raft:
         hard_state, _conf = storage.initial_state()
         if hard_state != HardState():
             self._load_hard_state(hard_state)
+        if len(self.voters) == 1:
+            # Nobody to catch up from and no one else's election to spoil: what
+            # the cut-back log lost is lost, and refusing to lead would only
+            # stop the node for good.
+            self.recovering_term = 0
+        if self.recovering_term and self.term <= self.recovering_term:
+            # Move past the term in which lost entries may have been acknowledged:
+            # a leader still serving that term is superseded (it steps down on our
+            # answers), and the next leader's entries end the recovery.
+            self.term = self.recovering_term + 1
+            self.vote = NONE
         if config.applied:
             self.log.applied_to(config.applied)
         self.become_follower(self.term, NONE)
@@ -135,7 +147,21 @@ class Raft:
         return ConfState(self.voters)
 
     def promotable(self) -> bool:
-        return self._is_voter
+        return self._is_voter and not self.recovering()
+
+    def recovering(self) -> bool:
+        """True while this node may lack entries it once acknowledged.
+
+        A node whose storage cut its log back may have acknowledged entries that
+        counted towards a commit; voting or campaigning with the shorter log could
+        elect a leader without them. Every such entry was committed in a term no
+        later than ``recovering_term``. An entry of a *later* term was created by
+        a leader that held all of them (Leader Completeness), so once this log
+        holds one, Log Matching says it holds them all, and the node may vote.
+        """
+        if self.recovering_term and self.log.last_term() > self.recovering_term:
+            self.recovering_term = 0
+        return self.recovering_term != 0
 
     def _quorum(self) -> int:
         return quorum_size(len(self.voters))
@@ -356,13 +382,11 @@ class Raft:
                 self.become_follower(m.term, NONE)
                 self.election_elapsed = elapsed
         elif m.term < self.term:
-            if (self.config.check_quorum or self.config.pre_vote) and m.type in (
-                MT.APPEND,
-                MT.HEARTBEAT,
-            ):
-                # A deposed leader that cannot hear the new one would never learn
-                # its term (we ignore its messages and pre-vote keeps us from
-                # raising ours): tell it, so it steps down.
+            if m.type in (MT.APPEND, MT.HEARTBEAT):
+                # Figure 2: reply false with our term, so a deposed leader learns
+                # the new term and steps down. With pre-vote or check-quorum it
+                # could never learn it otherwise (nobody disrupts it with a vote
+                # request), nor while a recovering node sits in a later term.
                 self.send(self._message(MT.APPEND_RESPONSE, m.src))
             elif m.type == MT.PRE_VOTE:
                 self.send(self._message(MT.PRE_VOTE_RESPONSE, m.src, reject=True))
@@ -381,7 +405,7 @@ class Raft:
             or (m.type == MT.PRE_VOTE and m.term > self.term)
         )
         response = _VOTE_RESPONSE[m.type]
-        if can_vote and self.log.is_up_to_date(m.index, m.log_term):
+        if can_vote and not self.recovering() and self.log.is_up_to_date(m.index, m.log_term):
             # A grant carries the term of the request so a pre-candidate can tell
             # it from a stale answer; the vote is persisted before it is sent.
             self.send(Message(response, self.id, m.src, m.term, self.group))

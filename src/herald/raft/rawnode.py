@@ -94,6 +94,7 @@ class Status:
     applied: int
     last_index: int
     progress: tuple[tuple[int, int], ...]  # (node, match) for a leader; else empty
+    recovering: bool = False  # cut-back log: not voting until caught up
 
 
 class RawNode:
@@ -262,4 +263,5 @@ class RawNode:
             applied=raft.log.applied,
             last_index=raft.log.last_index(),
             progress=progress,
+            recovering=raft.recovering(),
         )

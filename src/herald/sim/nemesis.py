@@ -10,7 +10,12 @@ distributed intervals, from the fault kinds the seed enabled:
   write in flight (between write and fsync); it restarts after a random outage;
 - pause: freeze a random node or the leader (a GC pause, a SIGSTOP), then resume;
 - clock: change a node's clock rate (0.5x to 2x) for a while, or make it leap
-  forward by many ticks at once.
+  forward by many ticks at once;
+- disk: on the minority of nodes whose disks are faulty, flip a bit somewhere
+  in a durable file (rot at rest, found at the next start), or cut the power of
+  a node so its disk's crash behaviour (torn, misordered, lost writes) shows.
+  The disks' own seed-drawn rates (bit flips, lost writes, read and fsync
+  errors) act all along; see ``herald.storage.simfs`` for the contract.
 
 Seeds may also hunt leaders: each newly elected leader is, with the seed's
 probability, isolated or crashed within 200 ms of its election. Leader churn
@@ -23,7 +28,7 @@ from __future__ import annotations
 import random
 
 from .scheduler import MS, SECOND
-from .world import SimNode, World
+from .world import DATA_DIR, SimNode, World
 
 __all__ = ["Nemesis"]
 
@@ -213,6 +218,35 @@ class Nemesis:
     def _reset_clock(self, node: SimNode) -> None:
         node.clock_rate = node.base_clock_rate
 
+    def _fault_disk(self) -> None:
+        world = self.world
+        rng = self.rng
+        faulty = world.options.faulty_disks
+        if faulty and rng.random() < 0.5:
+            node = world.nodes[rng.choice(faulty)]
+            files = [name for name in node.disk.list_dir(DATA_DIR) if not name.endswith(".tmp")]
+            if not files:
+                return
+            name = rng.choice(files)
+            path = f"{DATA_DIR}/{name}"
+            size = len(node.disk.media(path))
+            if size == 0:
+                return
+            offset = rng.randrange(size)
+            node.disk.corrupt(path, offset, 1 << rng.randrange(8))
+            world.log(f"nemesis: bit rot in n{node.id}:{name} at byte {offset}")
+            self._count("disk_rot")
+            return
+        victim = world.nodes[rng.choice(world.voters)]
+        if not victim.up:
+            return
+        world.log(f"nemesis: power loss at n{victim.id}")
+        world.crash(victim)
+        world.scheduler.after(
+            rng.randint(1 * MS, SECOND), self._restart, victim, victim.incarnation
+        )
+        self._count("power_loss")
+
     # -- the end of the safety phase ------------------------------------------------------
 
     def heal_everything(self) -> None:
@@ -223,6 +257,8 @@ class Nemesis:
         for node in world.nodes.values():
             node.armed = ""
             node.clock_rate = node.base_clock_rate
+            # The disk keeps its crash behaviour but stops rotting and failing.
+            node.disk.faults = world.options.crash_disk
             if node.paused:
                 world.resume(node)
             if not node.up:

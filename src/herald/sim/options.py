@@ -12,13 +12,15 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field, replace
 
+from herald.storage import DiskFaults
+
 from .network import NetworkProfile
 from .scheduler import MS, SECOND
 
 __all__ = ["FAULT_KINDS", "SimOptions", "draw_options"]
 
 #: The fault kinds a run can inject; ``herald sim --faults`` picks a subset.
-FAULT_KINDS = ("network", "crash", "pause", "clock")
+FAULT_KINDS = ("network", "crash", "pause", "clock", "disk")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +49,14 @@ class SimOptions:
     check_quorum: bool = True
     #: Probability that the nemesis strikes a newly elected leader soon after.
     hunt_leaders: float = 0.0
+    #: What a power loss does to every node's disk (torn and misordered writes).
+    crash_disk: DiskFaults = field(default_factory=DiskFaults)
+    #: Media faults (bit flips, lost writes, read and fsync errors, rot at rest),
+    #: on ``faulty_disks`` only: a minority, as the disk fault model requires.
+    media_faults: DiskFaults = field(default_factory=DiskFaults)
+    faulty_disks: tuple[int, ...] = ()
+    #: WAL segment size, small so runs roll segments over and compact them.
+    segment_size: int = 64 * 1024
     extra: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -64,7 +74,19 @@ class SimOptions:
             f"snapshot_every={self.snapshot_entries} "
             f"prevote={'on' if self.pre_vote else 'off'} "
             f"checkquorum={'on' if self.check_quorum else 'off'} "
-            f"hunt_leaders={self.hunt_leaders:.1f}"
+            f"hunt_leaders={self.hunt_leaders:.1f} "
+            f"disk=torn:{'on' if self.crash_disk.torn_writes else 'off'},"
+            f"misorder:{self.crash_disk.misorder:g} {self._describe_media()}"
+        )
+
+    def _describe_media(self) -> str:
+        if not self.faulty_disks:
+            return "media_faults=none"
+        media = self.media_faults
+        nodes = ",".join(f"n{node}" for node in self.faulty_disks)
+        return (
+            f"media_faults[{nodes}]=flip:{media.bit_flip:g},lost:{media.lost_write:g},"
+            f"read:{media.read_error:g},fsync:{media.fsync_error:g}"
         )
 
 
@@ -84,7 +106,7 @@ def draw_options(seed: int, faults: tuple[str, ...] | None = None) -> SimOptions
     chosen = tuple(kind for kind in allowed if rng.random() < 0.75)
     if not chosen and allowed:
         chosen = (rng.choice(allowed),)
-    return SimOptions(
+    options = SimOptions(
         seed=seed,
         nodes=nodes,
         network=network,
@@ -108,6 +130,31 @@ def draw_options(seed: int, faults: tuple[str, ...] | None = None) -> SimOptions
         pre_vote=rng.random() < 0.75,
         check_quorum=rng.random() < 0.75,
         hunt_leaders=rng.choice((0.0, 0.0, 0.3, 0.7)),
+    )
+    options = _draw_disks(rng, options)
+    return options
+
+
+def _draw_disks(rng: random.Random, options: SimOptions) -> SimOptions:
+    crash_disk = DiskFaults(torn_writes=rng.random() < 0.9, misorder=rng.choice((0.0, 0.2, 1.0)))
+    if "disk" not in options.faults:
+        return replace(options, crash_disk=crash_disk)
+    minority = (options.nodes - 1) // 2
+    faulty = tuple(sorted(rng.sample(range(1, options.nodes + 1), rng.randint(1, minority))))
+    media = DiskFaults(
+        torn_writes=crash_disk.torn_writes,
+        misorder=crash_disk.misorder,
+        lost_write=rng.choice((0.0, 1e-3, 1e-2)),
+        bit_flip=rng.choice((0.0, 1e-3, 1e-2)),
+        read_error=rng.choice((0.0, 1e-3, 1e-2)),
+        fsync_error=rng.choice((0.0, 1e-3, 5e-3)),
+    )
+    return replace(
+        options,
+        crash_disk=crash_disk,
+        media_faults=media,
+        faulty_disks=faulty,
+        segment_size=rng.choice((16 * 1024, 64 * 1024)),
     )
 
 

@@ -22,14 +22,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 from herald.raft import Raft
+from herald.storage import SimFileSystem
 
 from .invariants import SafetyViolation
 from .nemesis import Nemesis
 from .options import SimOptions, draw_options
 from .scheduler import MS, SECOND
-from .storage import SimLogStore
 from .workload import Workload
-from .world import World
+from .world import DiskFactory, World
 
 __all__ = ["EXIT_CODES", "SimResult", "run_seed"]
 
@@ -61,17 +61,21 @@ def run_seed(
     options: SimOptions | None = None,
     raft_class: type[Raft] = Raft,
     tracer: Callable[[str], None] | None = None,
-    log_store_factory: Callable[[], SimLogStore] = SimLogStore,
+    disk_factory: DiskFactory | None = None,
 ) -> SimResult:
     """Run one seed; never raises for a finding, only reports it.
 
-    ``raft_class`` and ``log_store_factory`` exist so tests can plant bugs and
-    show the checkers catch them.
+    ``raft_class`` and ``disk_factory`` exist so tests can plant bugs and show
+    the checkers catch them.
     """
     options = options or draw_options(seed, faults)
     master = random.Random(f"herald-sim/{seed}")
     world = World(
-        options, random.Random(master.getrandbits(64)), raft_class, tracer, log_store_factory
+        options,
+        random.Random(master.getrandbits(64)),
+        raft_class,
+        tracer,
+        disk_factory or SimFileSystem,
     )
     nemesis = Nemesis(world, random.Random(master.getrandbits(64)))
     workload = Workload(world, random.Random(master.getrandbits(64)))
@@ -117,7 +121,8 @@ def _run(world: World, nemesis: Nemesis, workload: Workload, result: SimResult) 
         if converged[0]:
             return
         if workload.probe_committed() and all(
-            world.checker.applied_index(node) >= world.max_acked_index for node in world.voters
+            world.checker.applied_index(node.id) >= world.max_acked_index
+            for node in world.live_nodes()
         ):
             converged[0] = True
             return
@@ -155,7 +160,7 @@ def _liveness_report(world: World, workload: Workload) -> str:
     parts = []
     for node in world.nodes.values():
         if node.host is None:
-            parts.append(f"n{node.id}:down")
+            parts.append(f"n{node.id}:{'dead' if node.dead else 'down'}")
             continue
         status = node.host.node.status()
         parts.append(
@@ -183,7 +188,13 @@ def _stats(world: World, nemesis: Nemesis, workload: Workload) -> dict[str, int]
         "crashes": world.crashes,
         "messages": world.network.sent,
         "dropped": world.network.dropped,
+        "refused_starts": world.refusals,
+        "repairs": world.repairs,
+        "dead_nodes": sum(node.dead for node in world.nodes.values()),
     }
+    for node in world.nodes.values():
+        for fault, count in node.disk.injected.items():
+            stats[f"disk_{fault}"] = stats.get(f"disk_{fault}", 0) + count
     stats.update({f"fault_{name}": count for name, count in sorted(nemesis.counts.items())})
     return stats
 

@@ -50,6 +50,9 @@ class SimLogStore:
         # but must not make unrelated buffered writes durable.
         self._install_snapshot(snapshot, keep_entries=True)
 
+    def mark_recovered(self) -> None:
+        pass  # this store never cuts a log back
+
     def crash(self) -> None:
         """Power loss: everything not synced is gone."""
         self._pending.clear()

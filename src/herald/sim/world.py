@@ -1,11 +1,18 @@
 """The simulated world: nodes running the real node host over a simulated network and disk.
 
 Each node is a :class:`~herald.node.host.NodeHost` (the same class the real
-runtime uses) wired to a :class:`SimLogStore`, the :class:`SimNetwork` and a
-small digest state machine. The world owns virtual time: it ticks each node at
-its own (possibly drifting) clock rate, delivers messages, completes fsyncs
-after a seed-drawn latency, and carries out the nemesis's crashes, pauses and
-partitions. Nothing here reads a real clock or a global random generator.
+runtime uses) wired to the real write-ahead log (:class:`WalLogStore`) on its
+own simulated disk (:class:`SimFileSystem`), the :class:`SimNetwork` and a small
+digest state machine. The world owns virtual time: it ticks each node at its
+own (possibly drifting) clock rate, delivers messages, completes fsyncs after a
+seed-drawn latency, and carries out the nemesis's crashes (power losses),
+pauses and partitions.
+
+A node whose storage refuses to start (corruption) is handed to a simulated
+operator, who restarts it with ``repair=True`` after a while; if it refuses
+even then (a damaged hard state), the node stays down for the rest of the run.
+A failed fsync or read crashes the node, which restarts and recovers.
+Nothing here reads a real clock or a global random generator.
 """
 
 from __future__ import annotations
@@ -16,7 +23,13 @@ import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from herald.errors import NotLeaderError, ProposalDroppedError
+from herald.errors import (
+    CorruptionError,
+    NotLeaderError,
+    ProposalDroppedError,
+    StorageIOError,
+    UnsupportedFormatError,
+)
 from herald.node.host import NodeHost
 from herald.raft import (
     Config,
@@ -31,16 +44,21 @@ from herald.raft import (
     Role,
     Snapshot,
 )
+from herald.storage import DiskFaults, SimFileSystem, WalLogStore
 
 from .invariants import RaftChecker
 from .network import SimNetwork
 from .options import SimOptions
-from .scheduler import Scheduler, fmt_time
-from .storage import SimLogStore
+from .scheduler import MS, Scheduler, fmt_time
 
-__all__ = ["DigestStateMachine", "Op", "SimNode", "World"]
+__all__ = ["DATA_DIR", "DigestStateMachine", "DiskFactory", "Op", "SimNode", "World"]
 
 Tracer = Callable[[str], None]
+#: Builds a node's disk; tests pass broken ones to show the checkers catch them.
+DiskFactory = Callable[[random.Random, DiskFaults], SimFileSystem]
+DATA_DIR = "/data"
+#: How long the simulated operator takes to notice a node that refused to start.
+OPERATOR_DELAY = 300 * MS
 
 
 class DigestStateMachine:
@@ -90,7 +108,7 @@ class SimNode:
     """One simulated server: its disk survives crashes, everything else does not."""
 
     id: int
-    store: SimLogStore
+    disk: SimFileSystem
     rng: random.Random
     host: NodeHost | None = None
     machine: DigestStateMachine | None = None
@@ -106,6 +124,8 @@ class SimNode:
     armed: str = ""
     armed_outage: int = 0
     waiting_reads: list[tuple[Op, ReadState]] = field(default_factory=list)
+    repair_next: bool = False  # the operator restarts it with repair=True
+    dead: bool = False  # refused to start even with repair: down for good
 
 
 class _Transport:
@@ -150,7 +170,7 @@ class World:
         rng: random.Random,
         raft_class: type[Raft] = Raft,
         tracer: Tracer | None = None,
-        log_store_factory: Callable[[], SimLogStore] = SimLogStore,
+        disk_factory: DiskFactory = SimFileSystem,
     ) -> None:
         self.options = options
         self.raft_class = raft_class
@@ -164,7 +184,9 @@ class World:
         self.voters = tuple(range(1, options.nodes + 1))
         self.nodes: dict[int, SimNode] = {}
         for node_id in self.voters:
-            node = SimNode(node_id, log_store_factory(), random.Random(rng.getrandbits(64)))
+            faults = options.media_faults if node_id in options.faulty_disks else options.crash_disk
+            disk = disk_factory(random.Random(rng.getrandbits(64)), faults)
+            node = SimNode(node_id, disk, random.Random(rng.getrandbits(64)))
             if options.drift:
                 node.base_clock_rate = 1.0 + node.rng.uniform(-options.drift, options.drift)
                 node.clock_rate = node.base_clock_rate
@@ -177,6 +199,8 @@ class World:
         self.max_acked_index = 0
         self.crashes = 0
         self.restarts = 0
+        self.refusals = 0
+        self.repairs = 0
         self.on_new_leader: Callable[[SimNode], None] | None = None
 
     # -- tracing ----------------------------------------------------------------------
@@ -203,42 +227,72 @@ class World:
 
     def boot(self, node: SimNode) -> None:
         """Start (or restart) a node from whatever its disk holds."""
+        if node.dead:
+            return
         node.incarnation += 1
         machine = DigestStateMachine()
+        try:
+            store = WalLogStore(
+                node.disk,
+                DATA_DIR,
+                segment_size=self.options.segment_size,
+                repair=node.repair_next,
+            )
+            host = NodeHost(
+                self.config_for(node.id),
+                store,
+                _Transport(self.network.send),
+                machine,
+                random.Random(node.rng.getrandbits(64)),
+                snapshot_entries=self.options.snapshot_entries,
+                retain_entries=self.options.snapshot_entries // 4,
+                observer=_Observer(self, node),
+                raft_class=self.raft_class,
+            )
+        except StorageIOError as error:
+            # A read error: transient, so the supervisor simply tries again.
+            self.log(f"n{node.id} cannot start: {error}")
+            self.scheduler.after(50 * MS, self._restart_if_down, node, node.incarnation)
+            return
+        except (CorruptionError, UnsupportedFormatError) as error:
+            self.refusals += 1
+            if node.repair_next:
+                node.dead = True
+                self.log(f"n{node.id} REFUSES to start even with repair, stays down: {error}")
+                return
+            node.repair_next = True
+            self.log(f"n{node.id} REFUSES to start: {error}; the operator will repair it")
+            self.scheduler.after(OPERATOR_DELAY, self._restart_if_down, node, node.incarnation)
+            return
+        if node.repair_next:
+            self.repairs += 1
+            node.repair_next = False
+        node.host = host
         node.machine = machine
-        node.host = NodeHost(
-            self.config_for(node.id),
-            node.store,
-            _Transport(self.network.send),
-            machine,
-            random.Random(node.rng.getrandbits(64)),
-            snapshot_entries=self.options.snapshot_entries,
-            retain_entries=self.options.snapshot_entries // 4,
-            observer=_Observer(self, node),
-            raft_class=self.raft_class,
-        )
         node.up = True
         node.paused = False
         node.held.clear()
         node.deferred.clear()
         node.waiting_reads.clear()
-        raft = node.host.node.raft
+        raft = host.node.raft
         self.checker.on_restart(node.id, raft.log.applied, machine.digest)
         self.log(
             f"n{node.id} boot term={raft.term} applied={raft.log.applied} "
             f"last={raft.log.last_index()}"
+            + (f" recovering(t{raft.recovering_term})" if raft.recovering_term else "")
         )
         self._schedule_tick(node)
         self._pump(node)
 
     def crash(self, node: SimNode) -> None:
+        """Power loss: the process and everything the disk had not made durable."""
         if not node.up:
             return
         node.up = False
         node.paused = False
         node.incarnation += 1
-        lost = node.store.unsynced_writes
-        node.store.crash()
+        lost = node.disk.unsynced_changes
+        node.disk.crash()
         node.host = None
         node.machine = None
         node.held.clear()
@@ -246,12 +300,19 @@ class World:
         node.waiting_reads.clear()
         node.armed = ""
         self.crashes += 1
-        self.log(f"n{node.id} CRASH (lost {lost} unsynced writes)")
+        self.log(f"n{node.id} CRASH (lost {lost} unsynced changes)")
         for key in [key for key in self.pending if key[0] == node.id]:
             op = self.pending.pop(key)
             self._complete(op, "info")
         for context in [c for c, op in self.pending_reads.items() if op.node == node.id]:
             self._complete(self.pending_reads.pop(context), "info")
+
+    def _storage_failed(self, node: SimNode, error: StorageIOError) -> None:
+        """A failed write or fsync: the data may be gone, so the process must die
+        and recover from what is really on disk."""
+        self.log(f"n{node.id} storage failed ({error}): crash and recover")
+        self.crash(node)
+        self.scheduler.after(10 * MS, self._restart_if_down, node, node.incarnation)
 
     def arm_crash(self, node: SimNode, moment: str, outage: int) -> None:
         """Crash ``node`` at its next ``moment``; restart it ``outage`` later."""
@@ -268,7 +329,7 @@ class World:
             self.restart(node)
 
     def restart(self, node: SimNode) -> None:
-        if node.up:
+        if node.up or node.dead:
             return
         self.restarts += 1
         self.boot(node)
@@ -350,23 +411,27 @@ class World:
     def _pump(self, node: SimNode) -> None:
         """Run Ready cycles until one must wait for an fsync (or nothing is left)."""
         incarnation = node.incarnation
-        while node.incarnation == incarnation and node.host is not None:
-            host = node.host
-            rd = host.begin()
-            if rd is None:
-                return
-            if rd.must_sync:
-                if node.armed == "before_sync":
-                    self.log(f"n{node.id} crashes with a write in flight")
-                    self._armed_crash(node)
+        try:
+            while node.incarnation == incarnation and node.host is not None:
+                host = node.host
+                rd = host.begin()
+                if rd is None:
                     return
-                self.scheduler.after(
-                    self.options.fsync_latency, self._fsync_done, node, incarnation, rd
-                )
-                return
-            host.finish(rd)
-            if node.host is not None:
-                self._observe(node, host)
+                if rd.must_sync:
+                    if node.armed == "before_sync":
+                        self.log(f"n{node.id} crashes with a write in flight")
+                        self._armed_crash(node)
+                        return
+                    self.scheduler.after(
+                        self.options.fsync_latency, self._fsync_done, node, incarnation, rd
+                    )
+                    return
+                host.finish(rd)
+                if node.host is not None:
+                    self._observe(node, host)
+        except StorageIOError as error:
+            if node.incarnation == incarnation:
+                self._storage_failed(node, error)
 
     def _fsync_done(self, node: SimNode, incarnation: int, rd: Ready) -> None:
         if node.incarnation != incarnation or node.host is None:
@@ -379,8 +444,14 @@ class World:
     def _finish(self, node: SimNode, rd: Ready) -> None:
         host = node.host
         assert host is not None
-        host.sync(rd)
-        host.finish(rd)
+        incarnation = node.incarnation
+        try:
+            host.sync(rd)
+            host.finish(rd)
+        except StorageIOError as error:
+            if node.incarnation == incarnation:
+                self._storage_failed(node, error)
+            return
         if node.armed == "after_sync" or (node.armed == "after_vote" and _grants_vote(rd)):
             self.log(f"n{node.id} crashes right after an fsync")
             self._armed_crash(node)
@@ -497,6 +568,10 @@ class World:
             self.log(f"c{op.client} {status} {op.data.decode()} index {op.index}")
 
     # -- queries ---------------------------------------------------------------------------
+
+    def live_nodes(self) -> list[SimNode]:
+        """Nodes that can run: all but those whose storage refused even repair."""
+        return [node for node in self.nodes.values() if not node.dead]
 
     def leader(self) -> SimNode | None:
         """The up, unpaused node leading the highest term, if any."""

@@ -32,9 +32,16 @@ recover from what is really on disk.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import final
 
-from herald.errors import StorageError, StorageIOError, UsageError
+from herald.errors import (
+    CorruptHardStateError,
+    CorruptionError,
+    StorageError,
+    StorageIOError,
+    UsageError,
+)
 from herald.node.host import DurableState
 from herald.raft.types import Entry, HardState, Snapshot
 
@@ -48,12 +55,21 @@ from .files import (
     write_atomically,
 )
 from .fs import DirLock, FileSystem, join
-from .recovery import RecoveryReport, recover
+from .recovery import Recovered, RecoveryReport, recover
 from .wal import SegmentWriter
 
-__all__ = ["DEFAULT_SEGMENT_SIZE", "WalLogStore"]
+__all__ = ["DEFAULT_SEGMENT_SIZE", "RECOVERING_FILE", "WalLogStore"]
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
+#: Present while the node must not vote after its log was cut back; holds the
+#: term it had then, in the hard-state format.
+RECOVERING_FILE = "recovering"
+# Tails whose last record was complete but failed its checksum, or read back as
+# zeros: a torn write can look like this, but so can a bit flip or a lost write
+# in a record that was synced and acknowledged. One copy of a log cannot tell
+# them apart, so the node treats them as a possible loss of acknowledged
+# entries. (A tail that ends inside a record was never synced: plain torn write.)
+_SUSPICIOUS_TAILS = frozenset({"checksum", "zeros"})
 _FLUSH_BYTES = 4 << 20  # buffered records beyond this go to the file before sync
 
 
@@ -140,12 +156,19 @@ class WalLogStore:
         if self._writer is not None:
             raise UsageError("load() runs recovery and may be called once per open store")
         try:
-            recovered = recover(self.fs, self.directory, repair=self.repair)
+            return self._load()
         except BaseException:
-            # Refused: free the directory so the operator can look, or reopen
-            # it with repair=True.
+            # Refused or failed: free the directory so the operator can look, or
+            # reopen it with repair=True.
             self.close()
             raise
+
+    def _load(self) -> DurableState:
+        recovered = recover(self.fs, self.directory, repair=self.repair, apply_fixes=False)
+        # The marker first, then the cut: a crash between the two must leave a
+        # marker behind, never a shorter log that looks clean.
+        recovering_term = self._recovering_term(recovered)
+        recovered.apply_fixes()
         self.report = recovered.report
         commit = recovered.hard_state.commit
         if recovered.segments:
@@ -184,7 +207,47 @@ class WalLogStore:
             entries=tuple(entries),
             repaired=discarded is not None,
             discarded_from_index=discarded.from_index if discarded is not None else None,
+            recovering_term=recovering_term,
         )
+
+    def _recovering_term(self, recovered: Recovered) -> int:
+        """Read, and if recovery cut the log back, raise the durable recovering marker."""
+        path = join(self.directory, RECOVERING_FILE)
+        term = 0
+        damaged_marker = False
+        if self.fs.exists(path):
+            try:
+                term = fmt.decode_hard_state(self.fs.read(path), path).term
+            except CorruptionError as error:
+                if not self.repair:
+                    raise CorruptHardStateError(error.path, error.offset, error.reason) from error
+                # Terms only grow, so the current one is a safe stand-in for the
+                # term the damaged marker held (it can only end recovery later).
+                damaged_marker = True
+        tail = recovered.report.tail
+        cut_back = (
+            damaged_marker
+            or recovered.report.discarded is not None
+            or (tail is not None and tail.kind in _SUSPICIOUS_TAILS)
+        )
+        if cut_back and (recovered.hard_state.term > term or damaged_marker):
+            term = recovered.hard_state.term
+            marker = fmt.encode_hard_state(HardState(term=term))
+            write = partial(write_atomically, self.fs, self.directory, RECOVERING_FILE, marker)
+            self._guarded(write)
+        return term
+
+    def mark_recovered(self) -> None:
+        """Durably drop the recovering marker: the node may vote again."""
+        self._check_usable()
+        path = join(self.directory, RECOVERING_FILE)
+        if self.fs.exists(path):
+
+            def drop() -> None:
+                self.fs.remove(path)
+                self.fs.sync_dir(self.directory)
+
+            self._guarded(drop)
 
     def write(
         self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
@@ -208,7 +271,9 @@ class WalLogStore:
                 or self._pending_hard_state is not None
             ):
                 self._pending_hard_state = hard_state
-            else:
+            if hard_state.commit != previous.commit:
+                # Always in the stream, after the entries it covers: recovery
+                # trusts only the stream's commit index (see recovery.py).
                 self._add(fmt.encode_commit(hard_state.commit), 0)
         if self._buffered >= self.flush_bytes:
             self._guarded(self._flush)

@@ -110,6 +110,14 @@ class Recovered:
     snapshot_indexes: list[int] = field(default_factory=list)  # on disk, newest first
     has_hard_state: bool = False
     reset_to_snapshot: bool = False  # the log must record that it now starts at the snapshot
+    #: The changes recovery decided on (temporary files removed, a torn tail cut,
+    #: a damaged part discarded), not yet made: see :func:`recover`.
+    fixes: list[Callable[[], None]] = field(default_factory=list)
+
+    def apply_fixes(self) -> None:
+        fixes, self.fixes = self.fixes, []
+        for fix in fixes:
+            fix()
 
 
 class _Damage(Exception):  # noqa: N818 - internal control flow, never escapes
@@ -238,9 +246,14 @@ class _Replay:
 
 
 def _remove_files(fs: FileSystem, directory: str, paths: Sequence[str]) -> None:
+    removed = False
     for path in paths:
-        fs.remove(path)
-    if paths:
+        # A leftover temporary file may have been reused and renamed since the
+        # scan listed it (the recovering marker is written that way).
+        if fs.exists(path):
+            fs.remove(path)
+            removed = True
+    if removed:
         fs.sync_dir(directory)
 
 
@@ -258,12 +271,25 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
+def recover(
+    fs: FileSystem, directory: str, *, repair: bool, apply_fixes: bool = True
+) -> Recovered:
     """Read, verify and (where the rules allow) fix the data directory.
+
+    With ``apply_fixes=False`` the fixes are returned in ``Recovered.fixes``
+    instead of made, so the caller can first record durably that the log is
+    about to be cut back (a crash in between must not hide the cut).
 
     Raises CorruptLogError, CorruptHardStateError, CorruptSnapshotError,
     UnsupportedFormatError or StorageIOError.
     """
+    recovered = _recover_without_fixing(fs, directory, repair=repair)
+    if apply_fixes:
+        recovered.apply_fixes()
+    return recovered
+
+
+def _recover_without_fixing(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
     with _cyclic_gc_paused():
         return _recover(fs, directory, repair=repair)
 
@@ -364,13 +390,20 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
     entries = replay.entries
     last_index = replay.last
     _check_hard_state(directory, hard_state, has_hard_state, snapshot, entries, last_index)
-    commit = max(hard_state.commit, replay.commit)
+    # The commit index comes from the log stream alone, never from the hard
+    # state file: the file is made durable before the records of the same sync,
+    # so after a crash between them (or after repair cut the stream short) it
+    # can name a commit index that covers entries the lost records had replaced,
+    # and applying the older entries left in their place would be wrong. Every
+    # commit record in the stream follows the entries it covers, so any prefix
+    # of the stream is a state the node really was in. A snapshot only ever
+    # holds committed entries. Raft relearns anything newer from the leader.
+    commit = max(replay.commit, snapshot.index if snapshot is not None else 0)
     clamped: int | None = None
     if commit > last_index:
-        # The hard state is made durable before the entries written with it, so
-        # a crash between the two can leave a commit index past the log's end.
-        # The commit index is not a durability promise: Raft relearns it.
         clamped, commit = commit, last_index
+    elif hard_state.commit > commit:
+        clamped = hard_state.commit
     if commit != hard_state.commit:
         hard_state = HardState(term=hard_state.term, vote=hard_state.vote, commit=commit)
 
@@ -385,8 +418,6 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         removed_temp_files=removed_temp,
         commit_clamped_from=clamped,
     )
-    for fix in fixes:
-        fix()
     next_seq = segment_names[-1][0] + 1 if segment_names else 1
     return Recovered(
         hard_state=hard_state,
@@ -399,6 +430,7 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         snapshot_indexes=kept_indexes,
         has_hard_state=has_hard_state,
         reset_to_snapshot=reset_to_snapshot,
+        fixes=fixes,
     )
 
 
