@@ -271,9 +271,7 @@ def _cyclic_gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def recover(
-    fs: FileSystem, directory: str, *, repair: bool, apply_fixes: bool = True
-) -> Recovered:
+def recover(fs: FileSystem, directory: str, *, repair: bool, apply_fixes: bool = True) -> Recovered:
     """Read, verify and (where the rules allow) fix the data directory.
 
     With ``apply_fixes=False`` the fixes are returned in ``Recovered.fixes``
