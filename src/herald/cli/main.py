@@ -6,7 +6,7 @@ import typer
 
 from herald import __version__
 
-from . import demo, sim
+from . import demo, lab, sim
 
 app = typer.Typer(
     name="herald",
@@ -17,6 +17,7 @@ app = typer.Typer(
 )
 app.command(name="sim", help=sim.HELP)(sim.sim)
 app.command(name="demo", help=demo.HELP)(demo.demo)
+app.command(name="lab", help=lab.HELP)(lab.lab)
 
 
 def _version(value: bool) -> None:

@@ -25,12 +25,24 @@ from __future__ import annotations
 import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-
-from herald.raft import Message
+from typing import Generic, Protocol, TypeVar
 
 from .scheduler import MS, Scheduler
 
-__all__ = ["NetworkProfile", "SimNetwork"]
+__all__ = ["Addressed", "NetworkProfile", "SimNetwork"]
+
+
+class Addressed(Protocol):
+    """All the network reads of a message: who sent it and to whom (Raft's or any other)."""
+
+    @property
+    def src(self) -> int: ...
+
+    @property
+    def dst(self) -> int: ...
+
+
+M = TypeVar("M", bound=Addressed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -50,15 +62,15 @@ class NetworkProfile:
         )
 
 
-class SimNetwork:
-    """Delivers messages between nodes through the scheduler, with faults."""
+class SimNetwork(Generic[M]):
+    """Delivers messages of type ``M`` between nodes through the scheduler, with faults."""
 
     def __init__(
         self,
         scheduler: Scheduler,
         rng: random.Random,
         profile: NetworkProfile,
-        deliver: Callable[[Message], None],
+        deliver: Callable[[M], None],
     ) -> None:
         self.scheduler = scheduler
         self.rng = rng
@@ -108,7 +120,7 @@ class SimNetwork:
             delay += rng.randint(50 * MS, 500 * MS)
         return delay
 
-    def send(self, message: Message) -> None:
+    def send(self, message: M) -> None:
         self.sent += 1
         link = (message.src, message.dst)
         profile = self.profile
@@ -122,7 +134,7 @@ class SimNetwork:
             self.duplicated += 1
             self.scheduler.after(self._latency() + extra, self._arrive, message)
 
-    def _arrive(self, message: Message) -> None:
+    def _arrive(self, message: M) -> None:
         # A partition cut while the message was in flight drops it too: a real
         # network loses what is in the wire when a link goes down.
         if (message.src, message.dst) in self.cut:

@@ -1,0 +1,1 @@
+"""Checkers: they read histories of what happened and say which guarantees held."""

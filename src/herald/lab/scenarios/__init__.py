@@ -1,0 +1,1 @@
+"""One module per lab scenario; each exposes ``run(seed, trials) -> LabResult``."""

@@ -1,0 +1,1 @@
+"""Tests of the lab: its harness, protocol cores, scenarios and command."""

@@ -1,0 +1,1 @@
+"""Tests of the classic commit protocols (herald.txn)."""
