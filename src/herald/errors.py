@@ -164,3 +164,222 @@ class CorruptHardStateError(CorruptionError):
 
 class CorruptSnapshotError(CorruptionError):
     """A snapshot the log depends on is damaged and no older one can stand in for it."""
+
+
+# -- The broker state machine (herald.broker) ---------------------------------------------
+#
+# Every command the broker refuses yields one of these, as the *result* of applying
+# it: the state machine never raises them out of ``apply``, so every replica
+# computes the same error for the same entry and stays up. Queries (which never
+# change state) raise them. Two errors compare equal when they have the same type
+# and the same message, which names every value involved, so tests and the
+# simulator can compare the results of different replicas.
+
+__all__ += [
+    "AlreadySettledError",
+    "BrokerError",
+    "BrokerSnapshotError",
+    "InvalidCommandError",
+    "InvalidOptionsError",
+    "MalformedCommandError",
+    "MessageTooLargeError",
+    "ProducerSequenceGapError",
+    "ProducerSequenceStaleError",
+    "QueueExistsError",
+    "QueueFullError",
+    "StaleLeaseError",
+    "UnknownConsumerError",
+    "UnknownDeadLetterError",
+    "UnknownDeliveryError",
+    "UnknownGroupError",
+    "UnknownMessageError",
+    "UnknownQueueError",
+]
+
+
+class BrokerError(HeraldError):
+    """Base class of the answers the broker gives to a command it refuses.
+
+    A refused command changed nothing (beyond the clock advance its timestamp
+    carries, which any command, refused or not, performs).
+    """
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BrokerError) or type(other) is not type(self):
+            return NotImplemented
+        return other.args == self.args
+
+    def __hash__(self) -> int:
+        return hash((type(self).__name__, self.args))
+
+
+class InvalidCommandError(BrokerError):
+    """A command's fields are invalid (a bad name, a negative count, ...)."""
+
+
+class InvalidOptionsError(InvalidCommandError):
+    """Queue options are out of range or inconsistent."""
+
+
+class MalformedCommandError(InvalidCommandError):
+    """A log entry does not decode to a command (garbage, truncated, unknown version)."""
+
+
+class BrokerSnapshotError(BrokerError):
+    """A broker snapshot does not decode; the running state was left untouched."""
+
+
+class UnknownQueueError(BrokerError):
+    """No queue has this name."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"unknown queue {queue!r}")
+        self.queue = queue
+
+
+class QueueExistsError(BrokerError):
+    """A queue of this name already exists with different options."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(f"queue {queue!r} already exists with different options")
+        self.queue = queue
+
+
+class MessageTooLargeError(BrokerError):
+    """The message (body plus headers) exceeds the queue's maximum message size."""
+
+    def __init__(self, queue: str, size: int, limit: int) -> None:
+        super().__init__(f"message of {size} bytes exceeds the limit of {limit} of {queue!r}")
+        self.queue = queue
+        self.size = size
+        self.limit = limit
+
+
+class QueueFullError(BrokerError):
+    """Accepting the message would exceed the queue's maximum length or bytes."""
+
+    def __init__(self, queue: str, limit: str, value: int) -> None:
+        super().__init__(f"queue {queue!r} is full ({limit} limit {value})")
+        self.queue = queue
+        self.limit = limit  # "length" or "bytes"
+        self.value = value
+
+
+class ProducerSequenceGapError(BrokerError):
+    """An idempotent producer skipped a sequence number; resend from ``expected``."""
+
+    def __init__(self, queue: str, producer: str, expected: int, got: int) -> None:
+        super().__init__(
+            f"producer {producer!r} on {queue!r}: sequence {got} leaves a gap (expected {expected})"
+        )
+        self.queue = queue
+        self.producer = producer
+        self.expected = expected
+        self.got = got
+
+
+class ProducerSequenceStaleError(BrokerError):
+    """A retry of a sequence number older than the receipts the broker remembers.
+
+    The message *was* published earlier (the sequence number was used), but its
+    receipt has been forgotten; the retry was not published again.
+    """
+
+    def __init__(self, queue: str, producer: str, sequence: int, oldest: int) -> None:
+        super().__init__(
+            f"producer {producer!r} on {queue!r}: sequence {sequence} is older than the "
+            f"oldest remembered receipt ({oldest})"
+        )
+        self.queue = queue
+        self.producer = producer
+        self.sequence = sequence
+        self.oldest = oldest
+
+
+class UnknownGroupError(BrokerError):
+    """The queue has no consumer group of this name."""
+
+    def __init__(self, queue: str, group: str) -> None:
+        super().__init__(f"unknown consumer group {group!r} of {queue!r}")
+        self.queue = queue
+        self.group = group
+
+
+class UnknownConsumerError(BrokerError):
+    """No consumer of this name is registered in the group (never, or its session expired)."""
+
+    def __init__(self, queue: str, group: str, consumer: str) -> None:
+        super().__init__(f"unknown consumer {consumer!r} in group {group!r} of {queue!r}")
+        self.queue = queue
+        self.group = group
+        self.consumer = consumer
+
+
+class UnknownDeliveryError(BrokerError):
+    """No delivery of this message carried this token (never delivered, or a bogus token)."""
+
+    def __init__(self, queue: str, group: str, sequence: int, token: int) -> None:
+        super().__init__(
+            f"no delivery of message {sequence} of {queue!r}/{group!r} with token {token}"
+        )
+        self.queue = queue
+        self.group = group
+        self.sequence = sequence
+        self.token = token
+
+
+class StaleLeaseError(BrokerError):
+    """The token's lease ended (expired, nacked, consumer gone); the message may be
+    redelivered to someone else, so the holder of this token is fenced off."""
+
+    def __init__(self, queue: str, group: str, sequence: int, token: int) -> None:
+        super().__init__(
+            f"lease {token} on message {sequence} of {queue!r}/{group!r} is no longer held"
+        )
+        self.queue = queue
+        self.group = group
+        self.sequence = sequence
+        self.token = token
+
+
+class AlreadySettledError(BrokerError):
+    """The message was already settled in this group (acked, dead-lettered or purged)."""
+
+    def __init__(self, queue: str, group: str, sequence: int) -> None:
+        super().__init__(f"message {sequence} of {queue!r}/{group!r} is already settled")
+        self.queue = queue
+        self.group = group
+        self.sequence = sequence
+
+
+class UnknownDeadLetterError(BrokerError):
+    """The group's dead letters do not hold this message."""
+
+    def __init__(self, queue: str, group: str, sequence: int) -> None:
+        super().__init__(f"message {sequence} is not among the dead letters of {queue!r}/{group!r}")
+        self.queue = queue
+        self.group = group
+        self.sequence = sequence
+
+
+class UnknownMessageError(BrokerError):
+    """The queue does not retain a message with this sequence number (never, or no longer)."""
+
+    def __init__(self, queue: str, sequence: int) -> None:
+        super().__init__(f"queue {queue!r} retains no message {sequence}")
+        self.queue = queue
+        self.sequence = sequence
+
+
+# -- Histories and checkers (herald.check) -------------------------------------------------
+
+__all__ += ["HistoryFormatError"]
+
+
+class HistoryFormatError(HeraldError):
+    """A history (JSON Lines) is malformed; ``line`` is its 1-based line number (0: unknown)."""
+
+    def __init__(self, line: int, reason: str) -> None:
+        super().__init__(f"history line {line}: {reason}" if line else f"history: {reason}")
+        self.line = line
+        self.reason = reason

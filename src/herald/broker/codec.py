@@ -1,0 +1,349 @@
+"""The bytes of a broker command in a Raft entry: a compact, versioned binary codec.
+
+Every entry starts with the same 10 bytes::
+
+    version (u8)  opcode (u8)  time (u64)
+
+all integers little-endian. ``version`` is :data:`VERSION` (1); an entry of
+another version is refused with :class:`~herald.errors.MalformedCommandError`
+rather than misread, so a format change is a new version that old code refuses
+loudly. What follows depends on the opcode.
+
+**Publish** (opcode 5), the hot path, has its own layout::
+
+    producer_sequence u64
+    queue length u16, producer length u16, message_id length u16, header count u16
+    body length u32
+    queue, producer, message_id (UTF-8), then per header: name length u16,
+    value length u32, name, value (UTF-8), then the body
+
+A length of 0xFFFF marks an absent producer or message id.
+
+**Every other command** is a fixed part, then variable parts::
+
+    fixed fields (u8 / u32 / u64, in declaration order)
+    one u32 length per variable field (0xFFFFFFFF: None)
+    the variable fields' bytes, back to back
+
+Variable fields are strings (UTF-8), byte strings, and sequence lists (u64
+each). Queue options are eight u64 fields in the fixed part, 0 meaning None
+(unlimited). Booleans and enums are u8.
+
+Opcodes (stable; never reuse one): 1 Tick, 2 CreateQueue, 3 DeleteQueue,
+4 PurgeQueue, 5 Publish, 6 Subscribe, 7 Heartbeat, 8 Leave, 9 Deliver, 10 Ack,
+11 Nack, 12 Extend, 13 Reject, 14 Redrive, 15 DeleteGroup.
+
+Decoding never raises anything but :class:`~herald.errors.MalformedCommandError`:
+short or trailing bytes, an unknown opcode, invalid UTF-8 and field values a
+command's constructor refuses are all reported the same way.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Final
+
+from herald.errors import InvalidCommandError, MalformedCommandError
+
+from .commands import (
+    Ack,
+    Command,
+    CreateQueue,
+    DeleteGroup,
+    DeleteQueue,
+    Deliver,
+    Extend,
+    Heartbeat,
+    Leave,
+    Nack,
+    Publish,
+    PurgeQueue,
+    Redrive,
+    Reject,
+    Subscribe,
+    Tick,
+)
+from .model import DeliveryMode, QueueOptions
+
+__all__ = ["OPCODES", "VERSION", "decode", "encode"]
+
+VERSION: Final = 1
+
+_HEAD = struct.Struct("<BBQ")
+_PUBLISH = struct.Struct("<BBQQHHHHI")
+_HEADER_PAIR = struct.Struct("<HI")
+_ABSENT16 = 0xFFFF
+_ABSENT32 = 0xFFFFFFFF
+_PUBLISH_OPCODE = 5
+
+_MODES = (DeliveryMode.AT_LEAST_ONCE, DeliveryMode.AT_MOST_ONCE)
+_MODE_CODE = {mode: code for code, mode in enumerate(_MODES)}
+_OPTION_FIELDS = (
+    "max_message_bytes",
+    "max_length",
+    "max_bytes",
+    "max_deliveries",
+    "dedup_ttl",
+    "lease_duration",
+    "producer_window",
+    "producer_ttl",
+)
+
+
+# -- the generic layout ------------------------------------------------------------------------
+#
+# A field kind says how one dataclass field goes on the wire: its struct codes in
+# the fixed part (empty for variable fields), and converters both ways.
+
+
+@dataclass(frozen=True, slots=True)
+class _Kind:
+    codes: str  # struct codes in the fixed part; "" for a variable field
+    to_wire: Callable[[Any], Any]  # fixed: a tuple of ints; variable: bytes or None
+    from_wire: Callable[[Any], Any]  # fixed: from a tuple of ints; variable: from bytes
+
+
+def _options_to_wire(options: QueueOptions) -> tuple[int, ...]:
+    return tuple(getattr(options, name) or 0 for name in _OPTION_FIELDS)
+
+
+def _options_from_wire(values: tuple[int, ...]) -> QueueOptions:
+    fields: dict[str, int | None] = dict(zip(_OPTION_FIELDS, values, strict=True))
+    for name in ("max_length", "max_bytes", "dedup_ttl", "producer_ttl"):
+        if fields[name] == 0:
+            fields[name] = None
+    return QueueOptions(**fields)  # type: ignore[arg-type]
+
+
+def _mode_from_wire(values: tuple[int, ...]) -> DeliveryMode:
+    if values[0] >= len(_MODES):
+        raise MalformedCommandError(f"unknown delivery mode {values[0]}")
+    return _MODES[values[0]]
+
+
+def _bool_from_wire(values: tuple[int, ...]) -> bool:
+    if values[0] > 1:
+        raise MalformedCommandError(f"a boolean must be 0 or 1, not {values[0]}")
+    return values[0] == 1
+
+
+def _seqs_to_wire(sequences: tuple[int, ...]) -> bytes:
+    return struct.pack(f"<{len(sequences)}Q", *sequences)
+
+
+def _seqs_from_wire(data: bytes) -> tuple[int, ...]:
+    if len(data) % 8:
+        raise MalformedCommandError("a sequence list is not a whole number of u64s")
+    return struct.unpack(f"<{len(data) // 8}Q", data)
+
+
+_U32 = _Kind("I", lambda v: (v,), lambda t: t[0])
+_U64 = _Kind("Q", lambda v: (v,), lambda t: t[0])
+_BOOL = _Kind("B", lambda v: (int(v),), _bool_from_wire)
+_MODE = _Kind("B", lambda v: (_MODE_CODE[v],), _mode_from_wire)
+_OPTIONS = _Kind("Q" * len(_OPTION_FIELDS), _options_to_wire, _options_from_wire)
+_STR = _Kind("", lambda v: v.encode(), lambda b: b.decode())
+_SEQS = _Kind("", _seqs_to_wire, _seqs_from_wire)
+
+
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    opcode: int
+    command: type[Command]
+    fixed: tuple[tuple[str, _Kind], ...]
+    variable: tuple[tuple[str, _Kind], ...]
+    struct: struct.Struct
+
+
+def _layout(opcode: int, command: type[Command], *fields: tuple[str, _Kind]) -> _Layout:
+    fixed = tuple(f for f in fields if f[1].codes)
+    variable = tuple(f for f in fields if not f[1].codes)
+    codes = "<BBQ" + "".join(kind.codes for _, kind in fixed) + "I" * len(variable)
+    return _Layout(opcode, command, fixed, variable, struct.Struct(codes))
+
+
+_QGC = (("queue", _STR), ("group", _STR), ("consumer", _STR))
+_LEASE = (("queue", _STR), ("group", _STR), ("sequence", _U64), ("token", _U64))
+
+_LAYOUTS = (
+    _layout(1, Tick),
+    _layout(2, CreateQueue, ("queue", _STR), ("options", _OPTIONS)),
+    _layout(3, DeleteQueue, ("queue", _STR)),
+    _layout(4, PurgeQueue, ("queue", _STR), ("dead_letters", _BOOL)),
+    _layout(6, Subscribe, *_QGC, ("mode", _MODE), ("session_timeout", _U64)),
+    _layout(7, Heartbeat, *_QGC),
+    _layout(8, Leave, *_QGC),
+    _layout(9, Deliver, *_QGC, ("max_messages", _U32), ("lease_duration", _U64)),
+    _layout(10, Ack, *_LEASE),
+    _layout(11, Nack, *_LEASE, ("delay", _U64)),
+    _layout(12, Extend, *_LEASE, ("duration", _U64)),
+    _layout(13, Reject, *_LEASE),
+    _layout(14, Redrive, ("queue", _STR), ("group", _STR), ("sequences", _SEQS)),
+    _layout(15, DeleteGroup, ("queue", _STR), ("group", _STR)),
+)
+_BY_TYPE: dict[type[Command], _Layout] = {layout.command: layout for layout in _LAYOUTS}
+_BY_OPCODE: dict[int, _Layout] = {layout.opcode: layout for layout in _LAYOUTS}
+
+#: Opcode of every command type.
+OPCODES: dict[type[Command], int] = {
+    **{layout.command: layout.opcode for layout in _LAYOUTS},
+    Publish: _PUBLISH_OPCODE,
+}
+
+
+# -- encoding ------------------------------------------------------------------------------
+
+
+def encode(command: Command) -> bytes:
+    """The entry payload for ``command``. Raises InvalidCommandError if it does not fit."""
+    if type(command) is Publish:
+        return _encode_publish(command)
+    layout = _BY_TYPE.get(type(command))
+    if layout is None:
+        raise InvalidCommandError(f"not a broker command: {command!r}")
+    values: list[int] = [VERSION, layout.opcode, command.time]
+    for name, kind in layout.fixed:
+        values.extend(kind.to_wire(getattr(command, name)))
+    blobs: list[bytes] = []
+    for name, kind in layout.variable:
+        value = getattr(command, name)
+        if value is None:
+            values.append(_ABSENT32)
+        else:
+            blob = kind.to_wire(value)
+            values.append(len(blob))
+            blobs.append(blob)
+    try:
+        return layout.struct.pack(*values) + b"".join(blobs)
+    except struct.error as error:
+        raise InvalidCommandError(
+            f"{type(command).__name__} does not fit the codec: {error}"
+        ) from None
+
+
+def _encode_publish(command: Publish) -> bytes:
+    queue = command.queue.encode()
+    producer = b"" if command.producer is None else command.producer.encode()
+    message_id = b"" if command.message_id is None else command.message_id.encode()
+    parts = [b"", queue, producer, message_id]
+    for name, value in command.headers:
+        name_bytes, value_bytes = name.encode(), value.encode()
+        parts.append(_HEADER_PAIR.pack(len(name_bytes), len(value_bytes)))
+        parts.append(name_bytes)
+        parts.append(value_bytes)
+    parts.append(command.body)
+    if len(message_id) >= _ABSENT16 or len(command.headers) > _ABSENT16:
+        raise InvalidCommandError("message id or headers too long for the codec")
+    try:
+        parts[0] = _PUBLISH.pack(
+            VERSION,
+            _PUBLISH_OPCODE,
+            command.time,
+            command.producer_sequence,
+            len(queue),
+            _ABSENT16 if command.producer is None else len(producer),
+            _ABSENT16 if command.message_id is None else len(message_id),
+            len(command.headers),
+            len(command.body),
+        )
+    except struct.error as error:
+        raise InvalidCommandError(f"Publish does not fit the codec: {error}") from None
+    return b"".join(parts)
+
+
+# -- decoding -------------------------------------------------------------------------------
+
+
+def decode(data: bytes) -> Command:
+    """The command in an entry payload. Raises MalformedCommandError for anything else."""
+    try:
+        if len(data) < _HEAD.size:
+            raise MalformedCommandError(f"an entry of {len(data)} bytes holds no command")
+        if data[0] != VERSION:
+            raise MalformedCommandError(f"unsupported command codec version {data[0]}")
+        opcode = data[1]
+        if opcode == _PUBLISH_OPCODE:
+            return _decode_publish(data)
+        layout = _BY_OPCODE.get(opcode)
+        if layout is None:
+            raise MalformedCommandError(f"unknown command opcode {opcode}")
+        values = layout.struct.unpack_from(data, 0)
+        kwargs: dict[str, Any] = {"time": values[2]}
+        at = 3
+        for name, kind in layout.fixed:
+            width = len(kind.codes)
+            kwargs[name] = kind.from_wire(values[at : at + width])
+            at += width
+        offset = layout.struct.size
+        for name, kind in layout.variable:
+            length = values[at]
+            at += 1
+            if length == _ABSENT32:
+                kwargs[name] = None
+                continue
+            end = offset + length
+            if end > len(data):
+                raise MalformedCommandError("a field runs past the end of the entry")
+            kwargs[name] = kind.from_wire(bytes(data[offset:end]))
+            offset = end
+        if offset != len(data):
+            raise MalformedCommandError(f"{len(data) - offset} bytes after the command")
+        command: Command = layout.command(**kwargs)
+        return command
+    except MalformedCommandError:
+        raise
+    except (struct.error, UnicodeDecodeError, InvalidCommandError, TypeError) as error:
+        raise MalformedCommandError(f"undecodable command: {error}") from None
+
+
+def _decode_publish(data: bytes) -> Publish:
+    (
+        _version,
+        _opcode,
+        time,
+        producer_sequence,
+        queue_length,
+        producer_length,
+        message_id_length,
+        header_count,
+        body_length,
+    ) = _PUBLISH.unpack_from(data, 0)
+    offset = _PUBLISH.size
+    end = offset + queue_length
+    queue = data[offset:end].decode()
+    offset = end
+    producer: str | None = None
+    if producer_length != _ABSENT16:
+        end = offset + producer_length
+        producer = data[offset:end].decode()
+        offset = end
+    message_id: str | None = None
+    if message_id_length != _ABSENT16:
+        end = offset + message_id_length
+        message_id = data[offset:end].decode()
+        offset = end
+    headers: tuple[tuple[str, str], ...] = ()
+    if header_count:
+        pairs = []
+        for _ in range(header_count):
+            name_length, value_length = _HEADER_PAIR.unpack_from(data, offset)
+            offset += _HEADER_PAIR.size
+            name_end = offset + name_length
+            end = name_end + value_length
+            pairs.append((data[offset:name_end].decode(), data[name_end:end].decode()))
+            offset = end
+        headers = tuple(pairs)
+    end = offset + body_length
+    if end != len(data):
+        raise MalformedCommandError("publish lengths do not add up to the entry's size")
+    return Publish(
+        queue,
+        bytes(data[offset:end]),
+        headers,
+        message_id,
+        producer,
+        producer_sequence,
+        time=time,
+    )

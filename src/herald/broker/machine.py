@@ -1,0 +1,1015 @@
+"""The broker state machine: queues, idempotent publishing, leases, dead letters.
+
+:class:`Broker` implements the node host's ``StateMachine`` port. It is sans-IO
+and deterministic: its state is a pure function of the commands it applied, so
+every replica that applied the same log holds the same state and takes
+byte-identical snapshots.
+
+What goes through the log
+-------------------------
+
+**Every state change is a command in the log**, stamped by the leader with its
+clock: publish, deliver (the lease grant), ack, nack, extend, reject, consumer
+subscribe/heartbeat/leave, redrive, purge, queue and group administration, and
+a periodic :class:`~herald.broker.commands.Tick` the leader proposes so time
+moves when nothing else happens. Nothing is decided on the leader alone.
+
+Why deliveries, too, and not only publishes and acks: a lease that lived only
+in a leader's memory would die with that leader. Its successor would not know
+the message had been delivered, so it would deliver it again *as a first
+delivery* with attempt 1 -- attempt counts would go backwards and
+``max_deliveries`` would not hold -- and it would not know which fencing
+tokens were live, so it could not refuse a stale ack. With the grant in the
+log, a delivery is handed to a consumer only once it is committed; after a
+failover the new leader knows every lease, every attempt count and every
+token. An at-most-once delivery settles the message in the very entry that
+delivers it, so no later leader can deliver it again. The cost is one
+replicated entry per ``Deliver`` (which leases a batch) and per ack; batching
+amortises both.
+
+Time
+----
+
+The state machine's clock is the largest command timestamp it has applied; it
+never goes backwards, whatever the leaders' clocks do. Before a command takes
+effect, the clock advances to its timestamp and every timer due by then fires,
+in the order (due time, kind, names, numbers) -- a function of the state
+alone. Timers: a lease reaching its deadline (redelivery with reason
+``expired``, or the dead letters once the attempts are used up), a delayed
+nack becoming ready, a consumer session expiring (its leases come back with
+reason ``consumer_gone``), idempotency keys and idle producers aging out.
+Deadlines are computed from the state's clock. A leader whose clock lags can
+only delay expiries; one whose clock runs ahead expires leases early in real
+time, which costs redeliveries (counted, marked, with the old token fenced
+off), never safety.
+
+A command the broker refuses (every :class:`~herald.errors.BrokerError`) is
+answered with that error as its result, identically on every replica, and
+changes nothing -- except the clock advance its timestamp carries, which is
+exactly what a ``Tick`` with the same timestamp would do.
+
+Idempotent producers
+--------------------
+
+A producer numbers its messages to one queue 1, 2, 3, ... (it may start at any
+number the first time the broker hears of it). The broker keeps, per producer
+and queue, the last number and the receipts of the last ``producer_window``
+publishes (default 5, like Kafka's in-flight batches):
+
+- the next number is published;
+- a remembered number is a retry: the original receipt, ``duplicate=True``;
+- an older number is refused with ``ProducerSequenceStaleError`` (it was
+  published; its receipt is forgotten);
+- a gap is refused with ``ProducerSequenceGapError`` naming the expected
+  number. Refusing gaps keeps a producer's messages in order and means a lost
+  request is never silently skipped: the producer resends from the gap.
+
+A producer unheard of for ``producer_ttl`` (default 24 h) is forgotten; a retry
+arriving after that is published again. That is the price of bounded memory.
+
+Idempotency keys
+----------------
+
+A message id, when given, is remembered for the queue's ``dedup_ttl`` (24 h by
+default, or forever) from the original publish; a publish with a remembered id
+returns the original receipt with ``duplicate=True``, even after the original
+message was consumed or purged. Expired keys are dropped when their timer
+fires, deterministically.
+
+Leases and tokens
+-----------------
+
+A delivery of an at-least-once consumer is a lease (sequence, attempt,
+deadline, token). Ack, nack, extend and reject must show the live token; an
+ended lease's token is refused with ``StaleLeaseError`` (fencing), a token
+never issued for that message with ``UnknownDeliveryError``, and any token of
+a message already settled (acked, dead-lettered, purged) with
+``AlreadySettledError``. Deliver serves redeliveries first (lowest sequence
+first), then first deliveries in queue order. At-most-once consumers take
+first deliveries only: nothing they receive was, or will be, delivered to
+anyone else in their group.
+
+Consumer groups
+---------------
+
+Each group receives every message (fan-out); the consumers of a group compete
+for its messages. A new group starts at the oldest message the queue retains. A
+message is retained until every group has settled it; a queue without any
+group retains everything it is sent (up to its limits).
+"""
+
+from __future__ import annotations
+
+import heapq
+from collections.abc import Callable
+from typing import Any, TypeAlias
+
+from herald.errors import (
+    AlreadySettledError,
+    BrokerError,
+    InvalidCommandError,
+    MalformedCommandError,
+    MessageTooLargeError,
+    ProducerSequenceGapError,
+    ProducerSequenceStaleError,
+    QueueExistsError,
+    QueueFullError,
+    StaleLeaseError,
+    UnknownConsumerError,
+    UnknownDeadLetterError,
+    UnknownDeliveryError,
+    UnknownGroupError,
+    UnknownMessageError,
+    UnknownQueueError,
+)
+from herald.raft import Entry, EntryKind
+
+from . import snapshot as _snapshot
+from .codec import decode
+from .commands import (
+    Ack,
+    Command,
+    CreateQueue,
+    DeleteGroup,
+    DeleteQueue,
+    Deliver,
+    Extend,
+    Heartbeat,
+    Leave,
+    Nack,
+    Publish,
+    PurgeQueue,
+    Redrive,
+    Reject,
+    Subscribe,
+    Tick,
+)
+from .model import (
+    Acked,
+    DeadLetter,
+    DeadLetterReason,
+    Deliveries,
+    Delivery,
+    DeliveryMode,
+    Durability,
+    Extended,
+    GroupDeleted,
+    GroupStats,
+    Left,
+    Message,
+    Nacked,
+    QueueCreated,
+    QueueDeleted,
+    QueueOptions,
+    QueuePurged,
+    QueueStats,
+    Receipt,
+    RedeliveryReason,
+    Redriven,
+    Rejected,
+    Session,
+    Ticked,
+    message_size,
+)
+from .state import (
+    DELAYED,
+    LEASED,
+    READY,
+    T_DELAY,
+    T_KEYS,
+    T_LEASE,
+    T_PRODUCERS,
+    T_SESSION,
+    Attempt,
+    BrokerState,
+    Consumer,
+    Group,
+    Pending,
+    Producer,
+    Queue,
+    Stored,
+    Timer,
+)
+
+__all__ = ["Broker", "Result"]
+
+#: What applying one command yields: a value, or the BrokerError refusing it.
+Result: TypeAlias = (
+    Ticked
+    | QueueCreated
+    | QueueDeleted
+    | QueuePurged
+    | Receipt
+    | Session
+    | Left
+    | Deliveries
+    | Acked
+    | Nacked
+    | Extended
+    | Rejected
+    | Redriven
+    | GroupDeleted
+    | BrokerError
+)
+
+_REPLICATED = Durability.REPLICATED
+_AT_MOST_ONCE = DeliveryMode.AT_MOST_ONCE
+_AT_LEAST_ONCE = DeliveryMode.AT_LEAST_ONCE
+# Stale timers are swept out of the heap once they are this many, and half of it.
+_SWEEP_AT = 4096
+
+
+class Broker:
+    """The replicated queue state machine. Not thread-safe; one host drives it."""
+
+    __slots__ = ("_garbage", "_handlers", "_state", "applied_index")
+
+    def __init__(self) -> None:
+        self._state = BrokerState()
+        self.applied_index = 0
+        self._garbage = 0  # an estimate of the stale timers in the heap
+        self._handlers: dict[type[Command], Callable[[Any], Result]] = {
+            Publish: self._publish,
+            Deliver: self._deliver,
+            Ack: self._ack,
+            Tick: self._tick,
+            Nack: self._nack,
+            Extend: self._extend,
+            Reject: self._reject,
+            Heartbeat: self._heartbeat,
+            Subscribe: self._subscribe,
+            Leave: self._leave,
+            CreateQueue: self._create_queue,
+            DeleteQueue: self._delete_queue,
+            PurgeQueue: self._purge_queue,
+            Redrive: self._redrive,
+            DeleteGroup: self._delete_group,
+        }
+
+    # -- the StateMachine port ------------------------------------------------------------
+
+    def apply(self, entry: Entry) -> Result:
+        """Apply one committed entry. Never raises for bad input: an undecodable entry
+        yields a MalformedCommandError result, a refused command its BrokerError."""
+        self.applied_index = entry.index
+        if entry.kind != EntryKind.NORMAL:
+            return Ticked(self._state.now)
+        try:
+            command = decode(entry.data)
+        except MalformedCommandError as error:
+            return error
+        return self.execute(command)
+
+    def snapshot(self) -> bytes:
+        """The whole state, deterministically serialized (see :mod:`herald.broker.snapshot`)."""
+        return _snapshot.dump(self._state)
+
+    def restore(self, data: bytes, index: int) -> None:
+        """Replace the state by a snapshot taken at ``index``. Raises BrokerSnapshotError
+        (and keeps the current state) if ``data`` does not decode."""
+        self._state = _snapshot.load(data)
+        self._garbage = 0
+        self.applied_index = index
+
+    # -- applying commands ------------------------------------------------------------------
+
+    def execute(self, command: Command) -> Result:
+        """Apply an already decoded command (what ``apply`` does after decoding)."""
+        handler = self._handlers.get(type(command))
+        if handler is None:
+            return InvalidCommandError(f"not a broker command: {type(command).__name__}")
+        state = self._state
+        if command.time > state.now:
+            state.now = command.time
+            timers = state.timers
+            if timers and timers[0][0] <= command.time:
+                self._fire_due_timers()
+        try:
+            return handler(command)
+        except BrokerError as error:
+            return error
+        finally:
+            if self._garbage > _SWEEP_AT and 2 * self._garbage > len(state.timers):
+                self._sweep_timers()
+
+    def _tick(self, command: Tick) -> Ticked:
+        return Ticked(self._state.now)
+
+    # -- queues ----------------------------------------------------------------------------------
+
+    def _create_queue(self, command: CreateQueue) -> QueueCreated:
+        state = self._state
+        queue = state.queues.get(command.queue)
+        if queue is not None:
+            if queue.options != command.options:
+                raise QueueExistsError(command.queue)
+            return QueueCreated(command.queue, False)
+        state.queues[command.queue] = Queue(command.queue, command.options, state.next_incarnation)
+        state.next_incarnation += 1
+        return QueueCreated(command.queue, True)
+
+    def _delete_queue(self, command: DeleteQueue) -> QueueDeleted:
+        queue = self._queue(command.queue)
+        del self._state.queues[command.queue]
+        self._garbage += 2 + sum(
+            len(group.pending) + len(group.consumers) for group in queue.groups.values()
+        )
+        return QueueDeleted(command.queue, len(queue.messages))
+
+    def _purge_queue(self, command: PurgeQueue) -> QueuePurged:
+        queue = self._queue(command.queue)
+        purged = len(queue.messages)
+        dead = len(queue.dead_letters) if command.dead_letters else 0
+        for group in queue.groups.values():
+            self._garbage += len(group.pending)
+            group.backlog.clear()
+            group.retry.clear()
+            group.pending.clear()
+            for consumer in group.consumers.values():
+                consumer.leases.clear()
+        queue.messages.clear()
+        queue.bytes = 0
+        if command.dead_letters:
+            queue.dead_letters.clear()
+        queue.counters.purged += purged
+        return QueuePurged(command.queue, purged, dead)
+
+    # -- publishing ----------------------------------------------------------------------------
+
+    def _publish(self, command: Publish) -> Receipt:
+        state = self._state
+        queue = state.queues.get(command.queue)
+        if queue is None:
+            raise UnknownQueueError(command.queue)
+        options = queue.options
+        body = command.body
+        headers = command.headers
+        size = message_size(body, headers) if headers else len(body)
+        if size > options.max_message_bytes:
+            raise MessageTooLargeError(queue.name, size, options.max_message_bytes)
+
+        producer_name = command.producer
+        producer: Producer | None = None
+        if producer_name is not None:
+            producer = queue.producers.get(producer_name)
+            if producer is not None:
+                number = command.producer_sequence
+                last = producer.last_sequence
+                if number <= last:
+                    receipts = producer.receipts
+                    offset = number - last - 1 + len(receipts)
+                    if offset >= 0:
+                        queue.counters.duplicates_by_producer += 1
+                        self._touch_producer(queue, producer_name, producer)
+                        return Receipt(queue.name, receipts[offset], True, _REPLICATED)
+                    oldest = last + 1 - len(receipts)
+                    raise ProducerSequenceStaleError(queue.name, producer_name, number, oldest)
+                if number != last + 1:
+                    raise ProducerSequenceGapError(queue.name, producer_name, last + 1, number)
+
+        message_id = command.message_id
+        if message_id is not None:
+            original = queue.keys.get(message_id)
+            if original is not None:
+                queue.counters.duplicates_by_key += 1
+                if producer_name is not None:
+                    self._record_producer(queue, producer_name, producer, command, original)
+                return Receipt(queue.name, original, True, _REPLICATED)
+
+        if options.max_length is not None and len(queue.messages) >= options.max_length:
+            raise QueueFullError(queue.name, "length", options.max_length)
+        if options.max_bytes is not None and queue.bytes + size > options.max_bytes:
+            raise QueueFullError(queue.name, "bytes", options.max_bytes)
+
+        # Accepted: nothing below can fail.
+        now = state.now
+        sequence = queue.next_sequence
+        queue.next_sequence = sequence + 1
+        groups = queue.groups
+        queue.messages[sequence] = Stored(
+            Message(sequence, body, headers, message_id, now, producer_name), size, len(groups)
+        )
+        queue.bytes += size
+        for group in groups.values():
+            group.backlog.append(sequence)
+        if message_id is not None:
+            queue.keys[message_id] = sequence
+            ttl = options.dedup_ttl
+            if ttl is not None:
+                if not queue.key_order:
+                    heapq.heappush(
+                        state.timers, (now + ttl, T_KEYS, queue.name, "", queue.incarnation, 0, "")
+                    )
+                queue.key_order.append(message_id)
+                queue.key_expiry.append(now + ttl)
+        if producer_name is not None:
+            self._record_producer(queue, producer_name, producer, command, sequence)
+        queue.counters.published += 1
+        return Receipt(queue.name, sequence, False, _REPLICATED)
+
+    def _record_producer(
+        self,
+        queue: Queue,
+        name: str,
+        producer: Producer | None,
+        command: Publish,
+        sequence: int,
+    ) -> None:
+        now = self._state.now
+        if producer is None:
+            producer = Producer(command.producer_sequence, now)
+            ttl = queue.options.producer_ttl
+            if not queue.producers and ttl is not None:
+                heapq.heappush(
+                    self._state.timers,
+                    (now + ttl, T_PRODUCERS, queue.name, "", queue.incarnation, 0, ""),
+                )
+            queue.producers[name] = producer
+        else:
+            producer.last_sequence = command.producer_sequence
+            self._touch_producer(queue, name, producer)
+        receipts = producer.receipts
+        receipts.append(sequence)
+        if len(receipts) > queue.options.producer_window:
+            del receipts[0]
+
+    def _touch_producer(self, queue: Queue, name: str, producer: Producer) -> None:
+        producer.last_seen = self._state.now
+        # Least recently heard from first: move it to the end.
+        del queue.producers[name]
+        queue.producers[name] = producer
+
+    # -- consumers -----------------------------------------------------------------------------
+
+    def _subscribe(self, command: Subscribe) -> Session:
+        state = self._state
+        queue = self._queue(command.queue)
+        group = queue.groups.get(command.group)
+        if group is None:
+            backlog = sorted(queue.messages)
+            origin = backlog[0] if backlog else queue.next_sequence
+            group = Group(command.group, origin, state.next_token)
+            group.backlog.extend(backlog)
+            for stored in queue.messages.values():
+                stored.refs += 1
+            queue.groups[command.group] = group
+        consumer = group.consumers.get(command.consumer)
+        now = state.now
+        if consumer is None or consumer.session_timeout != command.session_timeout:
+            # A new registration, or a new timeout: a new incarnation, whose timer
+            # replaces any older one.
+            incarnation = state.next_incarnation
+            state.next_incarnation += 1
+            if consumer is None:
+                consumer = Consumer(
+                    command.consumer, command.mode, command.session_timeout, now, incarnation
+                )
+                group.consumers[command.consumer] = consumer
+            else:
+                self._garbage += 1
+                consumer.session_timeout = command.session_timeout
+                consumer.incarnation = incarnation
+            heapq.heappush(
+                state.timers,
+                (
+                    now + command.session_timeout,
+                    T_SESSION,
+                    queue.name,
+                    group.name,
+                    incarnation,
+                    0,
+                    consumer.name,
+                ),
+            )
+        consumer.mode = command.mode
+        consumer.last_seen = now
+        return Session(
+            queue.name, group.name, consumer.name, consumer.mode, now + consumer.session_timeout
+        )
+
+    def _heartbeat(self, command: Heartbeat) -> Session:
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        consumer = self._consumer(queue, group, command.consumer)
+        consumer.last_seen = self._state.now
+        return Session(
+            queue.name,
+            group.name,
+            consumer.name,
+            consumer.mode,
+            consumer.last_seen + consumer.session_timeout,
+        )
+
+    def _leave(self, command: Leave) -> Left:
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        consumer = self._consumer(queue, group, command.consumer)
+        released = self._drop_consumer(queue, group, consumer)
+        self._garbage += 1
+        return Left(queue.name, group.name, consumer.name, released)
+
+    def _delete_group(self, command: DeleteGroup) -> GroupDeleted:
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        del queue.groups[group.name]
+        for consumer in group.consumers.values():
+            self._garbage += 1 + len(consumer.leases)
+        messages = queue.messages
+        for sequence in group.backlog:
+            self._release(queue, sequence, messages[sequence])
+        for sequence in group.pending:
+            self._release(queue, sequence, messages[sequence])
+        for key in [key for key in queue.dead_letters if key[0] == group.name]:
+            del queue.dead_letters[key]
+        return GroupDeleted(queue.name, group.name)
+
+    def _drop_consumer(self, queue: Queue, group: Group, consumer: Consumer) -> int:
+        """Forget a consumer; its leases end with reason consumer_gone."""
+        leases = sorted(consumer.leases)
+        for sequence in leases:
+            self._end_lease(queue, group, sequence, group.pending[sequence], _CONSUMER_GONE, 0)
+        self._garbage += len(leases)
+        del group.consumers[consumer.name]
+        return len(leases)
+
+    # -- deliveries -------------------------------------------------------------------------------
+
+    def _deliver(self, command: Deliver) -> Deliveries:
+        state = self._state
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        consumer = self._consumer(queue, group, command.consumer)
+        consumer.last_seen = state.now
+        duration = command.lease_duration or queue.options.lease_duration
+        limit = command.max_messages
+        out: list[Delivery] = []
+        messages = queue.messages
+        if consumer.mode is _AT_LEAST_ONCE:
+            retry = group.retry
+            pending = group.pending
+            while retry and len(out) < limit:
+                sequence = heapq.heappop(retry)
+                out.append(
+                    self._grant(
+                        queue, group, consumer, messages[sequence], pending[sequence], duration
+                    )
+                )
+            backlog = group.backlog
+            while backlog and len(out) < limit:
+                sequence = backlog.popleft()
+                entry = Pending()
+                pending[sequence] = entry
+                out.append(self._grant(queue, group, consumer, messages[sequence], entry, duration))
+        else:
+            # Settled in this very step: nothing is leased, nothing can come back.
+            backlog = group.backlog
+            counters = queue.counters
+            while backlog and len(out) < limit:
+                sequence = backlog.popleft()
+                stored = messages[sequence]
+                out.append(
+                    Delivery(
+                        queue.name,
+                        group.name,
+                        stored.message,
+                        1,
+                        0,
+                        0,
+                        False,
+                        None,
+                        _AT_MOST_ONCE,
+                    )
+                )
+                counters.delivered += 1
+                self._release(queue, sequence, stored)
+        return Deliveries(tuple(out))
+
+    def _grant(
+        self,
+        queue: Queue,
+        group: Group,
+        consumer: Consumer,
+        stored: Stored,
+        pending: Pending,
+        duration: int,
+    ) -> Delivery:
+        state = self._state
+        now = state.now
+        token = state.next_token
+        state.next_token = token + 1
+        sequence = stored.message.sequence
+        pending.attempts += 1
+        attempt = pending.attempts
+        reason = pending.reason
+        counters = queue.counters
+        counters.delivered += 1
+        if reason is not None:
+            counters.bump_redelivered(reason)
+        deadline = now + duration
+        pending.status = LEASED
+        pending.token = token
+        pending.deadline = deadline
+        pending.consumer = consumer.name
+        pending.reason = None
+        pending.history.append(Attempt(attempt, token, consumer.name, now, deadline, "leased"))
+        consumer.leases[sequence] = None
+        heapq.heappush(
+            state.timers, (deadline, T_LEASE, queue.name, group.name, sequence, token, "")
+        )
+        return Delivery(
+            queue.name,
+            group.name,
+            stored.message,
+            attempt,
+            token,
+            deadline,
+            attempt > 1,
+            reason,
+            _AT_LEAST_ONCE,
+        )
+
+    def _held(self, queue: Queue, group: Group, sequence: int, token: int) -> Pending:
+        """The live lease ``token`` on ``sequence``, or the typed error explaining why not.
+
+        Pure: changes nothing.
+        """
+        if (
+            token == 0
+            or token >= self._state.next_token
+            or token < group.first_token
+            or sequence < group.origin
+            or sequence >= queue.next_sequence
+        ):
+            raise UnknownDeliveryError(queue.name, group.name, sequence, token)
+        pending = group.pending.get(sequence)
+        if pending is not None:
+            if pending.status == LEASED and pending.token == token:
+                return pending
+            for attempt in pending.history:
+                if attempt.token == token:
+                    raise StaleLeaseError(queue.name, group.name, sequence, token)
+            raise UnknownDeliveryError(queue.name, group.name, sequence, token)
+        backlog = group.backlog
+        if backlog and sequence >= backlog[0]:
+            raise UnknownDeliveryError(queue.name, group.name, sequence, token)
+        raise AlreadySettledError(queue.name, group.name, sequence)
+
+    def _ack(self, command: Ack) -> Acked:
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        sequence = command.sequence
+        pending = self._held(queue, group, sequence, command.token)
+        consumer = group.consumers[pending.consumer]
+        consumer.last_seen = self._state.now
+        del consumer.leases[sequence]
+        del group.pending[sequence]
+        self._release(queue, sequence, queue.messages[sequence])
+        queue.counters.acked += 1
+        self._garbage += 1
+        return Acked(queue.name, group.name, sequence)
+
+    def _nack(self, command: Nack) -> Nacked:
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        sequence = command.sequence
+        pending = self._held(queue, group, sequence, command.token)
+        group.consumers[pending.consumer].last_seen = self._state.now
+        queue.counters.nacked += 1
+        self._garbage += 1
+        dead = self._end_lease(queue, group, sequence, pending, _NACKED, command.delay)
+        if dead:
+            return Nacked(queue.name, group.name, sequence, 0, True)
+        available = pending.available_at if command.delay else self._state.now
+        return Nacked(queue.name, group.name, sequence, available, False)
+
+    def _extend(self, command: Extend) -> Extended:
+        state = self._state
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        sequence = command.sequence
+        pending = self._held(queue, group, sequence, command.token)
+        group.consumers[pending.consumer].last_seen = state.now
+        deadline = state.now + command.duration
+        pending.deadline = deadline
+        pending.history[-1].deadline = deadline
+        heapq.heappush(
+            state.timers, (deadline, T_LEASE, queue.name, group.name, sequence, pending.token, "")
+        )
+        self._garbage += 1
+        return Extended(queue.name, group.name, sequence, pending.token, deadline)
+
+    def _reject(self, command: Reject) -> Rejected:
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        sequence = command.sequence
+        pending = self._held(queue, group, sequence, command.token)
+        consumer = group.consumers[pending.consumer]
+        consumer.last_seen = self._state.now
+        del consumer.leases[sequence]
+        pending.history[-1].outcome = "rejected"
+        self._dead_letter(queue, group, sequence, pending, DeadLetterReason.REJECTED)
+        queue.counters.rejected += 1
+        self._garbage += 1
+        return Rejected(queue.name, group.name, sequence)
+
+    def _end_lease(
+        self,
+        queue: Queue,
+        group: Group,
+        sequence: int,
+        pending: Pending,
+        reason: RedeliveryReason,
+        delay: int,
+    ) -> bool:
+        """The lease on ``sequence`` ended without an ack; True if it went to the dead letters."""
+        consumer = group.consumers.get(pending.consumer)
+        if consumer is not None:
+            consumer.leases.pop(sequence, None)
+        pending.history[-1].outcome = reason.value
+        if pending.attempts - pending.base >= queue.options.max_deliveries:
+            self._dead_letter(queue, group, sequence, pending, DeadLetterReason.MAX_DELIVERIES)
+            return True
+        pending.reason = reason
+        if delay:
+            available = self._state.now + delay
+            pending.status = DELAYED
+            pending.available_at = available
+            heapq.heappush(
+                self._state.timers,
+                (available, T_DELAY, queue.name, group.name, sequence, pending.token, ""),
+            )
+        else:
+            pending.status = READY
+            heapq.heappush(group.retry, sequence)
+        return False
+
+    def _dead_letter(
+        self,
+        queue: Queue,
+        group: Group,
+        sequence: int,
+        pending: Pending,
+        reason: DeadLetterReason,
+    ) -> None:
+        stored = queue.messages[sequence]
+        queue.dead_letters[(group.name, sequence)] = DeadLetter(
+            queue.name,
+            group.name,
+            stored.message,
+            pending.attempts,
+            reason,
+            self._state.now,
+            tuple(attempt.freeze() for attempt in pending.history),
+        )
+        del group.pending[sequence]
+        self._release(queue, sequence, stored)
+        queue.counters.dead_lettered += 1
+
+    def _release(self, queue: Queue, sequence: int, stored: Stored) -> None:
+        """One group settled the message: forget it once every group has, unless the
+        queue has no group left (a queue without groups retains everything)."""
+        stored.refs -= 1
+        if stored.refs <= 0 and queue.groups:
+            del queue.messages[sequence]
+            queue.bytes -= stored.size
+
+    # -- dead letters --------------------------------------------------------------------------
+
+    def _redrive(self, command: Redrive) -> Redriven:
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        dead_letters = queue.dead_letters
+        if command.sequences:
+            keys = [(group.name, sequence) for sequence in command.sequences]
+            for key in keys:
+                if key not in dead_letters:
+                    raise UnknownDeadLetterError(queue.name, group.name, key[1])
+        else:
+            keys = [key for key in dead_letters if key[0] == group.name]
+        for key in keys:
+            letter = dead_letters.pop(key)
+            sequence = key[1]
+            stored = queue.messages.get(sequence)
+            if stored is None:
+                message = letter.message
+                size = message_size(message.body, message.headers)
+                queue.messages[sequence] = Stored(message, size, 1)
+                queue.bytes += size
+            else:
+                stored.refs += 1
+            pending = Pending()
+            pending.attempts = pending.base = letter.attempts
+            pending.history = [
+                Attempt(r.attempt, r.token, r.consumer, r.delivered_at, r.deadline, r.outcome)
+                for r in letter.history
+            ]
+            pending.token = letter.history[-1].token if letter.history else 0
+            pending.reason = RedeliveryReason.REDRIVEN
+            group.pending[sequence] = pending
+            heapq.heappush(group.retry, sequence)
+            queue.counters.redriven += 1
+        return Redriven(queue.name, group.name, tuple(key[1] for key in keys))
+
+    # -- timers ------------------------------------------------------------------------------------
+
+    def _fire_due_timers(self) -> None:
+        state = self._state
+        timers = state.timers
+        now = state.now
+        queues = state.queues
+        while timers and timers[0][0] <= now:
+            due, kind, queue_name, group_name, number, token, name = heapq.heappop(timers)
+            queue = queues.get(queue_name)
+            if queue is None:
+                continue
+            if kind == T_LEASE:
+                group = queue.groups.get(group_name)
+                pending = None if group is None else group.pending.get(number)
+                if (
+                    group is None
+                    or pending is None
+                    or pending.status != LEASED
+                    or pending.token != token
+                    or pending.deadline != due
+                ):
+                    continue
+                queue.counters.expired += 1
+                self._end_lease(queue, group, number, pending, _EXPIRED, 0)
+            elif kind == T_DELAY:
+                group = queue.groups.get(group_name)
+                pending = None if group is None else group.pending.get(number)
+                if (
+                    group is None
+                    or pending is None
+                    or pending.status != DELAYED
+                    or pending.token != token
+                    or pending.available_at != due
+                ):
+                    continue
+                pending.status = READY
+                heapq.heappush(group.retry, number)
+            elif kind == T_SESSION:
+                group = queue.groups.get(group_name)
+                consumer = None if group is None else group.consumers.get(name)
+                if group is None or consumer is None or consumer.incarnation != number:
+                    continue
+                expires = consumer.last_seen + consumer.session_timeout
+                if expires > due:
+                    # Heard from since: act at the true expiry, in its place in the order.
+                    heapq.heappush(timers, (expires, kind, queue_name, group_name, number, 0, name))
+                else:
+                    self._drop_consumer(queue, group, consumer)
+            elif kind == T_KEYS:
+                if queue.incarnation != number:
+                    continue
+                keys, order, expiry = queue.keys, queue.key_order, queue.key_expiry
+                while expiry and expiry[0] <= now:
+                    expiry.popleft()
+                    del keys[order.popleft()]
+                if expiry:
+                    heapq.heappush(timers, (expiry[0], kind, queue_name, "", number, 0, ""))
+            elif kind == T_PRODUCERS:
+                if queue.incarnation != number or queue.options.producer_ttl is None:
+                    continue
+                ttl = queue.options.producer_ttl
+                producers = queue.producers
+                while producers:
+                    oldest = next(iter(producers))
+                    if producers[oldest].last_seen + ttl > now:
+                        break
+                    del producers[oldest]
+                if producers:
+                    first = producers[next(iter(producers))]
+                    heapq.heappush(
+                        timers, (first.last_seen + ttl, kind, queue_name, "", number, 0, "")
+                    )
+
+    def _timer_live(self, timer: Timer) -> bool:
+        """Would this timer still do anything (or re-arm)? Used to sweep stale ones."""
+        due, kind, queue_name, group_name, number, token, name = timer
+        queue = self._state.queues.get(queue_name)
+        if queue is None:
+            return False
+        if kind in (T_KEYS, T_PRODUCERS):
+            return queue.incarnation == number
+        group = queue.groups.get(group_name)
+        if group is None:
+            return False
+        if kind == T_SESSION:
+            consumer = group.consumers.get(name)
+            return consumer is not None and consumer.incarnation == number
+        pending = group.pending.get(number)
+        if pending is None or pending.token != token:
+            return False
+        if kind == T_LEASE:
+            return pending.status == LEASED and pending.deadline == due
+        return pending.status == DELAYED and pending.available_at == due
+
+    def _sweep_timers(self) -> None:
+        state = self._state
+        state.timers = [timer for timer in state.timers if self._timer_live(timer)]
+        heapq.heapify(state.timers)
+        self._garbage = 0
+
+    # -- lookups -------------------------------------------------------------------------------
+
+    def _queue(self, name: str) -> Queue:
+        queue = self._state.queues.get(name)
+        if queue is None:
+            raise UnknownQueueError(name)
+        return queue
+
+    @staticmethod
+    def _group(queue: Queue, name: str) -> Group:
+        group = queue.groups.get(name)
+        if group is None:
+            raise UnknownGroupError(queue.name, name)
+        return group
+
+    @staticmethod
+    def _consumer(queue: Queue, group: Group, name: str) -> Consumer:
+        consumer = group.consumers.get(name)
+        if consumer is None:
+            raise UnknownConsumerError(queue.name, group.name, name)
+        return consumer
+
+    # -- queries (pure: they never change the state) ---------------------------------------
+
+    @property
+    def now(self) -> int:
+        """The state machine's clock: the largest command time applied."""
+        return self._state.now
+
+    def list_queues(self) -> tuple[str, ...]:
+        return tuple(sorted(self._state.queues))
+
+    def queue_options(self, queue: str) -> QueueOptions:
+        """Raises UnknownQueueError."""
+        return self._queue(queue).options
+
+    def stats(self, queue: str) -> QueueStats:
+        """Gauges and counters of a queue. Raises UnknownQueueError."""
+        q = self._queue(queue)
+        groups = []
+        for group in q.groups.values():
+            statuses = [pending.status for pending in group.pending.values()]
+            groups.append(
+                GroupStats(
+                    group.name,
+                    len(group.backlog),
+                    statuses.count(LEASED),
+                    statuses.count(READY),
+                    statuses.count(DELAYED),
+                    tuple(group.consumers),
+                    sum(1 for key in q.dead_letters if key[0] == group.name),
+                )
+            )
+        return QueueStats(
+            q.name,
+            q.options,
+            len(q.messages),
+            q.bytes,
+            len(q.dead_letters),
+            len(q.keys),
+            len(q.producers),
+            q.next_sequence,
+            q.counters.freeze(),
+            tuple(groups),
+        )
+
+    def message(self, queue: str, sequence: int) -> Message:
+        """A message the queue retains. Raises UnknownQueueError, UnknownMessageError."""
+        q = self._queue(queue)
+        stored = q.messages.get(sequence)
+        if stored is None:
+            raise UnknownMessageError(q.name, sequence)
+        return stored.message
+
+    def dead_letters(
+        self, queue: str, group: str | None = None, limit: int | None = None
+    ) -> tuple[DeadLetter, ...]:
+        """Dead letters in the order they died, optionally of one group only."""
+        q = self._queue(queue)
+        if group is not None:
+            self._group(q, group)
+        letters = [
+            letter for key, letter in q.dead_letters.items() if group is None or key[0] == group
+        ]
+        return tuple(letters if limit is None else letters[:limit])
+
+    def dead_letter(self, queue: str, group: str, sequence: int) -> DeadLetter:
+        """Inspect one dead letter with its delivery history. Raises UnknownDeadLetterError."""
+        q = self._queue(queue)
+        letter = q.dead_letters.get((group, sequence))
+        if letter is None:
+            raise UnknownDeadLetterError(q.name, group, sequence)
+        return letter
+
+    def check_invariants(self) -> None:
+        """Raise InvariantError if the state is inconsistent (O(state); for tests)."""
+        self._state.check()
+
+
+_EXPIRED = RedeliveryReason.EXPIRED
+_NACKED = RedeliveryReason.NACKED
+_CONSUMER_GONE = RedeliveryReason.CONSUMER_GONE

@@ -1,0 +1,476 @@
+"""The broker's state as bytes: a deterministic, versioned serialization.
+
+Replicas that applied the same log produce byte-identical snapshots. What makes
+that true:
+
+- every dictionary is written in its insertion order, which is a function of
+  the log, and :func:`load` re-inserts in that order, so a restored replica's
+  dictionaries are ordered exactly like those of a replica that never
+  restarted;
+- what the state keeps in a layout that depends on its history rather than
+  on its content is not written but rebuilt: the retry heaps (from the
+  READY messages), each consumer's set of leases (from the leases), and the
+  timer heap (one timer per lease, delayed nack, consumer, key index and
+  producer table; the stale timers a live replica may still carry never act,
+  see :mod:`herald.broker.machine`);
+- integers are fixed-width little-endian, strings UTF-8 with a length prefix.
+
+Layout (all integers little-endian; ``str`` is a u32 length and UTF-8 bytes,
+``str?`` the same with length 0xFFFFFFFF for None)::
+
+    magic "HBRKSNAP"  version u32 (1)
+    now u64  next_token u64  next_incarnation u64  queue count u32
+    per queue:
+      name str  options 8 x u64 (0: None)  incarnation u64  next_sequence u64
+      counters 15 x u64
+      message count u32, per message: message (below), refs u32
+      key count u32, per key: key str, sequence u64, expiry u64 (0: no TTL)
+      producer count u32, per producer: name str, last_sequence u64,
+          last_seen u64, receipt count u32 + sequence u64 each (the receipts of
+          last_sequence - count + 1 .. last_sequence)
+      group count u32, per group: name str, origin u64, first_token u64,
+          backlog count u32 + u64 each,
+          pending count u32, per pending: sequence u64, attempts u32, base u32,
+              status u8, token u64, deadline u64, consumer str, available_at u64,
+              reason u8 (0: None), history (below)
+          consumer count u32, per consumer: name str, mode u8,
+              session_timeout u64, last_seen u64, incarnation u64
+      dead letter count u32, per letter: group str, message, attempts u32,
+          reason u8, time u64, history
+    message: sequence u64, publish_time u64, message_id str?, producer str?,
+        body (u32 length + bytes), header count u32 + (name str, value str) each
+    history: count u32, per attempt: attempt u32, token u64, consumer str,
+        delivered_at u64, deadline u64, outcome str
+
+A snapshot that does not decode raises :class:`~herald.errors.BrokerSnapshotError`.
+"""
+
+from __future__ import annotations
+
+import heapq
+import struct
+from typing import Final
+
+from herald.errors import BrokerSnapshotError, InvalidOptionsError, InvariantError
+
+from .model import (
+    DeadLetter,
+    DeadLetterReason,
+    DeliveryMode,
+    DeliveryRecord,
+    Message,
+    QueueOptions,
+    RedeliveryReason,
+    message_size,
+)
+from .state import (
+    COUNTER_FIELDS,
+    DELAYED,
+    LEASED,
+    READY,
+    T_DELAY,
+    T_KEYS,
+    T_LEASE,
+    T_PRODUCERS,
+    T_SESSION,
+    Attempt,
+    BrokerState,
+    Consumer,
+    Group,
+    Pending,
+    Producer,
+    Queue,
+    Stored,
+    Timer,
+)
+
+__all__ = ["MAGIC", "VERSION", "dump", "load"]
+
+MAGIC: Final = b"HBRKSNAP"
+VERSION: Final = 1
+
+_U8 = struct.Struct("<B")
+_U32 = struct.Struct("<I")
+_U64 = struct.Struct("<Q")
+_ABSENT = 0xFFFFFFFF
+_OPTION_FIELDS = (
+    "max_message_bytes",
+    "max_length",
+    "max_bytes",
+    "max_deliveries",
+    "dedup_ttl",
+    "lease_duration",
+    "producer_window",
+    "producer_ttl",
+)
+_OPTIONS = struct.Struct("<8Q")
+_COUNTERS = struct.Struct(f"<{len(COUNTER_FIELDS)}Q")
+_MODES = (DeliveryMode.AT_LEAST_ONCE, DeliveryMode.AT_MOST_ONCE)
+_REASONS = (None, *RedeliveryReason)
+_DEAD_REASONS = tuple(DeadLetterReason)
+_STATUSES = (LEASED, READY, DELAYED)
+
+
+# -- writing ---------------------------------------------------------------------------------------
+
+
+class _Writer:
+    __slots__ = ("parts",)
+
+    def __init__(self) -> None:
+        self.parts: list[bytes] = []
+
+    def u8(self, value: int) -> None:
+        self.parts.append(_U8.pack(value))
+
+    def u32(self, value: int) -> None:
+        self.parts.append(_U32.pack(value))
+
+    def u64(self, value: int) -> None:
+        self.parts.append(_U64.pack(value))
+
+    def blob(self, value: bytes) -> None:
+        self.parts.append(_U32.pack(len(value)))
+        self.parts.append(value)
+
+    def text(self, value: str) -> None:
+        self.blob(value.encode())
+
+    def opt_str(self, value: str | None) -> None:
+        if value is None:
+            self.parts.append(_U32.pack(_ABSENT))
+        else:
+            self.blob(value.encode())
+
+
+def dump(state: BrokerState) -> bytes:
+    """Serialize the state (deterministically; see the module docstring)."""
+    w = _Writer()
+    w.parts.append(MAGIC)
+    w.u32(VERSION)
+    w.u64(state.now)
+    w.u64(state.next_token)
+    w.u64(state.next_incarnation)
+    w.u32(len(state.queues))
+    for queue in state.queues.values():
+        _dump_queue(w, queue)
+    return b"".join(w.parts)
+
+
+def _dump_queue(w: _Writer, queue: Queue) -> None:
+    w.text(queue.name)
+    w.parts.append(_OPTIONS.pack(*(getattr(queue.options, name) or 0 for name in _OPTION_FIELDS)))
+    w.u64(queue.incarnation)
+    w.u64(queue.next_sequence)
+    w.parts.append(_COUNTERS.pack(*queue.counters.values()))
+
+    w.u32(len(queue.messages))
+    for stored in queue.messages.values():
+        _dump_message(w, stored.message)
+        w.u32(stored.refs)
+
+    w.u32(len(queue.keys))
+    if queue.options.dedup_ttl is None:
+        for key, sequence in queue.keys.items():
+            w.text(key)
+            w.u64(sequence)
+            w.u64(0)
+    else:
+        for key, expiry in zip(queue.key_order, queue.key_expiry, strict=True):
+            w.text(key)
+            w.u64(queue.keys[key])
+            w.u64(expiry)
+
+    w.u32(len(queue.producers))
+    for name, producer in queue.producers.items():
+        w.text(name)
+        w.u64(producer.last_sequence)
+        w.u64(producer.last_seen)
+        w.u32(len(producer.receipts))
+        for sequence in producer.receipts:
+            w.u64(sequence)
+
+    w.u32(len(queue.groups))
+    for group in queue.groups.values():
+        w.text(group.name)
+        w.u64(group.origin)
+        w.u64(group.first_token)
+        w.u32(len(group.backlog))
+        w.parts.append(struct.pack(f"<{len(group.backlog)}Q", *group.backlog))
+        w.u32(len(group.pending))
+        for sequence, pending in group.pending.items():
+            w.u64(sequence)
+            w.u32(pending.attempts)
+            w.u32(pending.base)
+            w.u8(pending.status)
+            w.u64(pending.token)
+            w.u64(pending.deadline)
+            w.text(pending.consumer)
+            w.u64(pending.available_at)
+            w.u8(_REASONS.index(pending.reason))
+            _dump_history(w, [attempt.freeze() for attempt in pending.history])
+        w.u32(len(group.consumers))
+        for consumer in group.consumers.values():
+            w.text(consumer.name)
+            w.u8(_MODES.index(consumer.mode))
+            w.u64(consumer.session_timeout)
+            w.u64(consumer.last_seen)
+            w.u64(consumer.incarnation)
+
+    w.u32(len(queue.dead_letters))
+    for (group_name, _sequence), letter in queue.dead_letters.items():
+        w.text(group_name)
+        _dump_message(w, letter.message)
+        w.u32(letter.attempts)
+        w.u8(_DEAD_REASONS.index(letter.reason))
+        w.u64(letter.time)
+        _dump_history(w, letter.history)
+
+
+def _dump_message(w: _Writer, message: Message) -> None:
+    w.u64(message.sequence)
+    w.u64(message.publish_time)
+    w.opt_str(message.message_id)
+    w.opt_str(message.producer)
+    w.blob(message.body)
+    w.u32(len(message.headers))
+    for name, value in message.headers:
+        w.text(name)
+        w.text(value)
+
+
+def _dump_history(w: _Writer, history: tuple[DeliveryRecord, ...] | list[DeliveryRecord]) -> None:
+    w.u32(len(history))
+    for record in history:
+        w.u32(record.attempt)
+        w.u64(record.token)
+        w.text(record.consumer)
+        w.u64(record.delivered_at)
+        w.u64(record.deadline)
+        w.text(record.outcome)
+
+
+# -- reading ---------------------------------------------------------------------------------------
+
+
+class _Reader:
+    __slots__ = ("data", "offset")
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+        self.offset = 0
+
+    def take(self, size: int) -> bytes:
+        end = self.offset + size
+        if end > len(self.data):
+            raise BrokerSnapshotError("the broker snapshot ends early")
+        chunk = self.data[self.offset : end]
+        self.offset = end
+        return chunk
+
+    def fixed(self, layout: struct.Struct) -> tuple[int, ...]:
+        values: tuple[int, ...] = layout.unpack(self.take(layout.size))
+        return values
+
+    def u8(self) -> int:
+        return self.fixed(_U8)[0]
+
+    def u32(self) -> int:
+        return self.fixed(_U32)[0]
+
+    def u64(self) -> int:
+        return self.fixed(_U64)[0]
+
+    def blob(self) -> bytes:
+        return self.take(self.u32())
+
+    def text(self) -> str:
+        return self.blob().decode()
+
+    def opt_str(self) -> str | None:
+        length = self.u32()
+        return None if length == _ABSENT else self.take(length).decode()
+
+    def count(self, item_size: int = 1) -> int:
+        """A count of items of at least ``item_size`` bytes each; refuses absurd ones."""
+        count = self.u32()
+        if count * item_size > len(self.data) - self.offset:
+            raise BrokerSnapshotError(f"a count of {count} runs past the end of the snapshot")
+        return count
+
+
+def load(data: bytes) -> BrokerState:
+    """Rebuild a state from :func:`dump`'s bytes. Raises BrokerSnapshotError."""
+    try:
+        return _load(_Reader(data))
+    except BrokerSnapshotError:
+        raise
+    except (
+        UnicodeDecodeError,
+        InvalidOptionsError,
+        InvariantError,
+        IndexError,
+        KeyError,
+        ValueError,
+    ) as error:
+        raise BrokerSnapshotError(f"the broker snapshot does not decode: {error}") from None
+
+
+def _load(r: _Reader) -> BrokerState:
+    if r.take(len(MAGIC)) != MAGIC:
+        raise BrokerSnapshotError("not a broker snapshot")
+    version = r.u32()
+    if version != VERSION:
+        raise BrokerSnapshotError(f"broker snapshot version {version} is not supported")
+    state = BrokerState()
+    state.now = r.u64()
+    state.next_token = r.u64()
+    state.next_incarnation = r.u64()
+    for _ in range(r.count()):
+        queue = _load_queue(r, state)
+        if queue.name in state.queues:
+            raise BrokerSnapshotError(f"queue {queue.name!r} appears twice")
+        state.queues[queue.name] = queue
+    if r.offset != len(r.data):
+        raise BrokerSnapshotError("bytes after the end of the broker snapshot")
+    state.timers = _rebuild_timers(state)
+    state.check()
+    return state
+
+
+def _load_queue(r: _Reader, state: BrokerState) -> Queue:
+    name = r.text()
+    values: dict[str, int | None] = dict(zip(_OPTION_FIELDS, r.fixed(_OPTIONS), strict=True))
+    for optional in ("max_length", "max_bytes", "dedup_ttl", "producer_ttl"):
+        if values[optional] == 0:
+            values[optional] = None
+    options = QueueOptions(**values)  # type: ignore[arg-type]
+    queue = Queue(name, options, r.u64())
+    queue.next_sequence = r.u64()
+    for field, value in zip(COUNTER_FIELDS, r.fixed(_COUNTERS), strict=True):
+        setattr(queue.counters, field, value)
+
+    for _ in range(r.count(8)):
+        message = _load_message(r)
+        stored = Stored(message, message_size(message.body, message.headers), r.u32())
+        queue.messages[message.sequence] = stored
+        queue.bytes += stored.size
+
+    for _ in range(r.count(8)):
+        key = r.text()
+        queue.keys[key] = r.u64()
+        expiry = r.u64()
+        if (expiry == 0) != (options.dedup_ttl is None):
+            raise BrokerSnapshotError(f"key {key!r} has an expiry that contradicts the TTL")
+        if options.dedup_ttl is not None:
+            queue.key_order.append(key)
+            queue.key_expiry.append(expiry)
+
+    for _ in range(r.count(8)):
+        producer_name = r.text()
+        producer = Producer(r.u64(), r.u64())
+        window = r.count(8)
+        if not 0 < window <= min(options.producer_window, producer.last_sequence):
+            raise BrokerSnapshotError(f"producer {producer_name!r}: {window} receipts")
+        producer.receipts = [r.u64() for _ in range(window)]
+        queue.producers[producer_name] = producer
+
+    for _ in range(r.count(8)):
+        group = Group(r.text(), r.u64(), r.u64())
+        backlog_length = r.count(8)
+        group.backlog.extend(struct.unpack(f"<{backlog_length}Q", r.take(8 * backlog_length)))
+        for _ in range(r.count(8)):
+            sequence = r.u64()
+            pending = Pending()
+            pending.attempts = r.u32()
+            pending.base = r.u32()
+            pending.status = r.u8()
+            if pending.status not in _STATUSES:
+                raise BrokerSnapshotError(f"unknown delivery status {pending.status}")
+            pending.token = r.u64()
+            pending.deadline = r.u64()
+            pending.consumer = r.text()
+            pending.available_at = r.u64()
+            pending.reason = _REASONS[r.u8()]
+            pending.history = [
+                Attempt(h.attempt, h.token, h.consumer, h.delivered_at, h.deadline, h.outcome)
+                for h in _load_history(r)
+            ]
+            group.pending[sequence] = pending
+        for _ in range(r.count(8)):
+            consumer_name = r.text()
+            mode = _MODES[r.u8()]
+            consumer = Consumer(consumer_name, mode, r.u64(), r.u64(), r.u64())
+            group.consumers[consumer_name] = consumer
+        # Derived: the retry heap and each consumer's leases.
+        for sequence, pending in group.pending.items():
+            if pending.status == READY:
+                group.retry.append(sequence)
+            elif pending.status == LEASED:
+                holder = group.consumers.get(pending.consumer)
+                if holder is None:
+                    raise BrokerSnapshotError(f"a lease held by unknown {pending.consumer!r}")
+                holder.leases[sequence] = None
+        group.retry.sort()
+        if group.name in queue.groups:
+            raise BrokerSnapshotError(f"group {group.name!r} appears twice")
+        queue.groups[group.name] = group
+
+    for _ in range(r.count(8)):
+        group_name = r.text()
+        message = _load_message(r)
+        letter = DeadLetter(
+            queue.name,
+            group_name,
+            message,
+            r.u32(),
+            _DEAD_REASONS[r.u8()],
+            r.u64(),
+            _load_history(r),
+        )
+        queue.dead_letters[(group_name, message.sequence)] = letter
+    return queue
+
+
+def _load_message(r: _Reader) -> Message:
+    sequence = r.u64()
+    publish_time = r.u64()
+    message_id = r.opt_str()
+    producer = r.opt_str()
+    body = r.blob()
+    headers = tuple((r.text(), r.text()) for _ in range(r.count(8)))
+    return Message(sequence, body, headers, message_id, publish_time, producer)
+
+
+def _load_history(r: _Reader) -> tuple[DeliveryRecord, ...]:
+    return tuple(
+        DeliveryRecord(r.u32(), r.u64(), r.text(), r.u64(), r.u64(), r.text())
+        for _ in range(r.count(32))
+    )
+
+
+def _rebuild_timers(state: BrokerState) -> list[Timer]:
+    """One live timer per thing that waits for time, each at its exact due time."""
+    timers: list[Timer] = []
+    for queue in state.queues.values():
+        q = queue.name
+        if queue.key_expiry:
+            timers.append((queue.key_expiry[0], T_KEYS, q, "", queue.incarnation, 0, ""))
+        ttl = queue.options.producer_ttl
+        if ttl is not None and queue.producers:
+            first = next(iter(queue.producers.values()))
+            timers.append((first.last_seen + ttl, T_PRODUCERS, q, "", queue.incarnation, 0, ""))
+        for group in queue.groups.values():
+            g = group.name
+            for sequence, pending in group.pending.items():
+                if pending.status == LEASED:
+                    timers.append((pending.deadline, T_LEASE, q, g, sequence, pending.token, ""))
+                elif pending.status == DELAYED:
+                    timers.append(
+                        (pending.available_at, T_DELAY, q, g, sequence, pending.token, "")
+                    )
+            for consumer in group.consumers.values():
+                expires = consumer.last_seen + consumer.session_timeout
+                timers.append((expires, T_SESSION, q, g, consumer.incarnation, 0, consumer.name))
+    heapq.heapify(timers)
+    return timers

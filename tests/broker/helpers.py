@@ -1,0 +1,125 @@
+"""A small driver for broker tests: every command goes through the codec and ``apply``."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any, TypeVar
+
+from herald.broker import (
+    SECOND,
+    Ack,
+    Broker,
+    Command,
+    CreateQueue,
+    Deliver,
+    Deliveries,
+    Delivery,
+    DeliveryMode,
+    Publish,
+    QueueOptions,
+    Result,
+    Subscribe,
+    Tick,
+    encode,
+)
+from herald.errors import BrokerError
+from herald.raft import Entry
+
+T = TypeVar("T")
+
+
+class Driver:
+    """Applies commands in log order at a clock the test moves by hand."""
+
+    def __init__(self, broker: Broker | None = None) -> None:
+        self.broker = broker or Broker()
+        self.index = self.broker.applied_index
+        self.time = max(self.broker.now, 1_000)
+        self.log: list[bytes] = []
+
+    def run(self, command: Command) -> Result:
+        """Encode, apply as the next entry, check the invariants; return the result."""
+        data = encode(command)
+        self.log.append(data)
+        self.index += 1
+        result = self.broker.apply(Entry(1, self.index, data))
+        self.broker.check_invariants()
+        return result
+
+    def do(self, command_type: type[Command], *args: Any, **kwargs: Any) -> Result:
+        """Build a command stamped with the driver's clock and run it."""
+        kwargs.setdefault("time", self.time)
+        return self.run(command_type(*args, **kwargs))
+
+    def ok(self, expected: type[T], command_type: type[Command], *args: Any, **kwargs: Any) -> T:
+        result = self.do(command_type, *args, **kwargs)
+        assert isinstance(result, expected), result
+        return result
+
+    def fails(
+        self, error: type[BrokerError], command_type: type[Command], *args: Any, **kwargs: Any
+    ) -> BrokerError:
+        """The command is refused with ``error`` and changes nothing but the clock."""
+        kwargs.setdefault("time", self.time)
+        command = command_type(*args, **kwargs)
+        twin = Broker()
+        twin.restore(self.broker.snapshot(), self.index)
+        twin.execute(Tick(time=command.time))
+        result = self.run(command)
+        assert isinstance(result, error), result
+        assert self.broker.snapshot() == twin.snapshot(), "a refused command changed the state"
+        return result
+
+    def advance(self, duration: int) -> None:
+        """Move the clock and apply a Tick, as the leader's periodic proposal would."""
+        self.time += duration
+        self.do(Tick)
+
+    # -- shorthands -----------------------------------------------------------------------
+
+    def queue(self, name: str = "q", **options: Any) -> None:
+        self.ok(object, CreateQueue, name, QueueOptions(**options))
+
+    def publish(self, queue: str = "q", body: bytes = b"m", **kwargs: Any) -> int:
+        from herald.broker import Receipt
+
+        receipt = self.ok(Receipt, Publish, queue, body, **kwargs)
+        return receipt.sequence
+
+    def subscribe(
+        self,
+        consumer: str = "c1",
+        group: str = "g",
+        queue: str = "q",
+        mode: DeliveryMode = DeliveryMode.AT_LEAST_ONCE,
+        session_timeout: int = 60 * SECOND,
+    ) -> None:
+        self.ok(object, Subscribe, queue, group, consumer, mode, session_timeout)
+
+    def deliver(
+        self,
+        consumer: str = "c1",
+        group: str = "g",
+        queue: str = "q",
+        n: int = 1,
+        lease: int = 0,
+        time: int | None = None,
+    ) -> list[Delivery]:
+        stamp = self.time if time is None else time
+        result = self.ok(Deliveries, Deliver, queue, group, consumer, n, lease, time=stamp)
+        return list(result.deliveries)
+
+    def ack(self, delivery: Delivery) -> Result:
+        return self.do(Ack, delivery.queue, delivery.group, delivery.sequence, delivery.token)
+
+
+def tokens(deliveries: list[Delivery]) -> list[int]:
+    return [d.token for d in deliveries]
+
+
+def sequences(deliveries: list[Delivery]) -> list[int]:
+    return [d.sequence for d in deliveries]
+
+
+def restamp(command: Command, time: int) -> Command:
+    return replace(command, time=time)

@@ -1,0 +1,211 @@
+"""Snapshots: the whole state round-trips, garbage is refused, and the host can use them."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from herald.broker import (
+    SECOND,
+    Ack,
+    Broker,
+    CreateQueue,
+    Deliver,
+    Deliveries,
+    DeliveryMode,
+    Nack,
+    Publish,
+    Reject,
+    Subscribe,
+    decode,
+    encode,
+)
+from herald.broker.snapshot import MAGIC
+from herald.errors import BrokerSnapshotError
+from herald.node.host import DurableState, NodeHost
+from herald.raft import Config, Entry, HardState, Message, Snapshot
+
+from .helpers import Driver
+
+
+def rich_state() -> Driver:
+    """A state with a bit of everything in it."""
+    d = Driver()
+    d.queue(dedup_ttl=None, producer_ttl=None, max_deliveries=2)
+    d.queue("other", max_length=10)
+    d.subscribe("c1")
+    d.subscribe("c2", group="h", mode=DeliveryMode.AT_MOST_ONCE)
+    for n in range(6):
+        d.publish(
+            body=bytes([n]) * n,
+            headers=(("n", str(n)), ("é", "ü")),
+            message_id=f"k{n}" if n % 2 else None,
+            producer="p" if n < 4 else None,
+            producer_sequence=n + 1 if n < 4 else 0,
+        )
+    d.publish("other", b"x", message_id="k")
+    held = d.deliver("c1", n=4, lease=5 * SECOND)
+    d.ack(held[0])
+    d.do(Nack, "q", "g", held[1].sequence, held[1].token, 10 * SECOND)
+    d.do(Reject, "q", "g", held[2].sequence, held[2].token)
+    d.deliver("c2", group="h", n=2)
+    d.advance(SECOND)
+    return d
+
+
+def test_round_trip_of_a_rich_state() -> None:
+    d = rich_state()
+    blob = d.broker.snapshot()
+    assert blob.startswith(MAGIC)
+    restored = Broker()
+    restored.restore(blob, 42)
+    assert restored.applied_index == 42 and restored.now == d.broker.now
+    assert restored.snapshot() == blob
+    for name in ("q", "other"):
+        assert restored.stats(name) == d.broker.stats(name)
+    assert restored.dead_letters("q") == d.broker.dead_letters("q")
+    # The restored replica behaves identically from here on.
+    twin = Driver(restored)
+    twin.time = d.time
+    for driver in (d, twin):
+        driver.advance(20 * SECOND)
+        driver.deliver("c1", n=5)
+    assert twin.broker.snapshot() == d.broker.snapshot()
+
+
+@pytest.mark.parametrize(
+    "mutate",
+    [
+        lambda b: b[:-1],
+        lambda b: b + b"\0",
+        lambda b: b"XXXXXXXX" + b[8:],
+        lambda b: b[:8] + b"\x02\0\0\0" + b[12:],
+        lambda b: b[: len(b) // 2],
+        lambda b: b"",
+    ],
+)
+def test_garbage_is_refused_and_the_state_kept(mutate: object) -> None:
+    d = rich_state()
+    before = d.broker.snapshot()
+    with pytest.raises(BrokerSnapshotError):
+        d.broker.restore(mutate(before), 1)  # type: ignore[operator]
+    assert d.broker.snapshot() == before
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.data())
+def test_damaged_snapshots_restore_exactly_or_raise_the_typed_error(data: st.DataObject) -> None:
+    blob = bytearray(SNAPSHOT)
+    for _ in range(data.draw(st.integers(1, 3))):
+        at = data.draw(st.integers(0, len(blob) - 1))
+        blob[at] = data.draw(st.integers(0, 255))
+    broker = Broker()
+    try:
+        broker.restore(bytes(blob), 1)
+    except BrokerSnapshotError:
+        return
+    broker.check_invariants()
+    assert broker.snapshot() == bytes(blob)  # if it loaded, it is canonical
+
+
+SNAPSHOT = rich_state().broker.snapshot()
+
+
+def test_stale_timers_are_swept() -> None:
+    d = Driver()
+    d.queue()
+    d.subscribe()
+    for _ in range(60):
+        for n in range(100):
+            d.do(Publish, "q", bytes([n % 256]))
+        result = d.do(Deliver, "q", "g", "c1", 100)
+        assert isinstance(result, Deliveries)
+        for delivery in result.deliveries:
+            d.do(Ack, "q", "g", delivery.sequence, delivery.token)
+    # 6000 acked leases left 6000 stale timers behind; most have been swept.
+    assert len(d.broker._state.timers) < 5000
+    assert d.broker.stats("q").counters.acked == 6000
+
+
+# -- under the node host ----------------------------------------------------------------------
+
+
+class MemoryLogStore:
+    """The LogStore port, in memory, fsync included (everything written is durable)."""
+
+    def __init__(self) -> None:
+        self.hard_state = HardState()
+        self.entries: list[Entry] = []
+        self.snapshot: Snapshot | None = None
+
+    def load(self) -> DurableState:
+        return DurableState(self.hard_state, self.snapshot, tuple(self.entries))
+
+    def write(
+        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
+    ) -> None:
+        if snapshot is not None:
+            self.snapshot = snapshot
+            self.entries = [e for e in self.entries if e.index > snapshot.index]
+        if hard_state is not None:
+            self.hard_state = hard_state
+        if entries:
+            first = entries[0].index
+            self.entries = [e for e in self.entries if e.index < first] + list(entries)
+
+    def sync(self) -> None:
+        pass
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        self.snapshot = snapshot
+        self.entries = [e for e in self.entries if e.index > snapshot.index]
+
+
+class NoTransport:
+    def send(self, messages: Sequence[Message]) -> None:
+        pass
+
+
+def host(store: MemoryLogStore, broker: Broker) -> NodeHost:
+    return NodeHost(
+        Config(id=1, voters=(1,)),
+        store,
+        NoTransport(),
+        broker,
+        random.Random(1),
+        snapshot_entries=20,
+        retain_entries=5,
+    )
+
+
+def test_a_node_host_compacts_with_broker_snapshots_and_restarts_from_them() -> None:
+    store = MemoryLogStore()
+    node = host(store, Broker())
+    node.node.campaign()
+    node.process_all()
+    commands = [
+        CreateQueue("q", time=1),
+        Subscribe("q", "g", "c", time=2),
+        *(Publish("q", bytes([n]), message_id=f"k{n}", time=3 + n) for n in range(50)),
+    ]
+    for command in commands:
+        node.propose(encode(command))
+        node.process_all()
+    assert store.snapshot is not None and store.snapshot.index > 20  # compacted
+    broker = node.state_machine
+    assert isinstance(broker, Broker)
+    before = broker.snapshot()
+
+    restarted_broker = Broker()
+    restarted = host(store, restarted_broker)
+    restarted.node.campaign()
+    restarted.process_all()
+    assert restarted_broker.snapshot() == before  # snapshot restored, tail re-applied
+    restarted.propose(encode(Publish("q", b"again", message_id="k7", time=100)))
+    restarted.process_all()
+    assert restarted_broker.stats("q").counters.duplicates_by_key == 1
+    assert isinstance(decode(store.entries[-1].data), Publish)
