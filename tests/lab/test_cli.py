@@ -23,10 +23,9 @@ def test_list_names_every_scenario() -> None:
     assert result.exit_code == 0
     for scenario in SCENARIOS:
         assert scenario.name in result.stdout
-    assert "delivery        pending: needs the broker" in result.stdout
 
 
-@pytest.mark.parametrize("name", [s.name for s in SCENARIOS if s.ready])
+@pytest.mark.parametrize("name", [s.name for s in SCENARIOS])
 def test_every_scenario_prints_its_json_summary(name: str) -> None:
     trials = str(SMALL.get(name, 1))
     result = runner.invoke(app, ["lab", name, "--seed", "3", "--trials", trials, "--json"])
@@ -64,7 +63,6 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
     [
         ["lab"],
         ["lab", "gremlins"],
-        ["lab", "delivery"],
         ["lab", "2pc", "--trials", "0"],
         ["lab", "2pc", "--plot", "picture.svg"],
     ],
@@ -72,11 +70,6 @@ def test_plot_writes_a_png(tmp_path: Path) -> None:
 def test_bad_usage_exits_2(arguments: list[str]) -> None:
     result = runner.invoke(app, arguments)
     assert result.exit_code == 2
-
-
-def test_pending_scenario_says_why() -> None:
-    result = runner.invoke(app, ["lab", "delivery"])
-    assert "pending: needs the broker" in result.output
 
 
 def test_an_unexpected_finding_exits_1(monkeypatch: pytest.MonkeyPatch) -> None:

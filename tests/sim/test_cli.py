@@ -55,7 +55,9 @@ def test_trace_needs_a_single_seed() -> None:
 def test_exit_code_is_the_most_serious_verdict(
     monkeypatch: pytest.MonkeyPatch, verdicts: list[str], code: int
 ) -> None:
-    def fake_run_seeds(seeds: range, faults: object, jobs: int) -> Iterator[SimResult]:
+    def fake_run_seeds(
+        seeds: range, faults: object, jobs: int, workload: str
+    ) -> Iterator[SimResult]:
         for seed, verdict in zip(seeds, verdicts, strict=False):
             yield SimResult(seed, draw_options(seed), verdict, detail="planted")
 

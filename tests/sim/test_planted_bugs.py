@@ -30,10 +30,11 @@ def first_failure(
     options: Callable[[int], SimOptions],
     raft_class: type[Raft] = Raft,
     disk: DiskFactory = SimFileSystem,
+    verdicts: tuple[str, ...] = ("safety", "liveness", "crash"),
 ) -> SimResult | None:
     for seed in range(bound):
         result = run_seed(seed, options=options(seed), raft_class=raft_class, disk_factory=disk)
-        if result.failed:
+        if result.verdict in verdicts:
             return result
     return None
 
@@ -92,9 +93,10 @@ def test_lying_fsync_is_found() -> None:
     def options(seed: int) -> SimOptions:
         return draw_options(seed, faults=("crash",))
 
-    result = first_failure(150, options, disk=LyingDisk)
-    assert result is not None, "lying fsync not found within 150 seeds"
-    assert result.verdict in ("safety", "crash"), result.detail
+    # Most runs end with nodes refusing to start on damaged files (the honest
+    # outcome); the point is that acknowledged data is lost somewhere too.
+    result = first_failure(150, options, disk=LyingDisk, verdicts=("safety", "crash"))
+    assert result is not None, "lying fsync broke nothing within 150 seeds"
 
 
 def test_liveness_failure_is_reported() -> None:

@@ -30,7 +30,7 @@ object (first keys: scenario, seed, verdict) instead of the tables;
 
 Exit status: 0 every outcome is the one the argument predicts; 1 a checker
 found something it does not predict (a CRDT that did not converge, 2PC
-breaking atomicity, ...); 2 bad usage, or a scenario still pending.
+breaking atomicity, ...); 2 bad usage.
 """
 
 EXIT_AS_PREDICTED = 0
@@ -63,9 +63,6 @@ def lab(
         entry = find(scenario)
     except UsageError as error:
         raise typer.BadParameter(str(error), param_hint="SCENARIO") from error
-    if not entry.ready:
-        typer.echo(f"herald lab {entry.name}: pending: {entry.pending}", err=True)
-        raise typer.Exit(EXIT_USAGE)
     plot = Path(plot_file) if plot_file is not None else None
     if plot is not None and plot.suffix.lower() != ".png":
         raise typer.BadParameter(
@@ -86,13 +83,8 @@ def lab(
 def _list() -> None:
     width = max(len(s.name) for s in SCENARIOS) + 2
     for scenario in SCENARIOS:
-        if scenario.ready:
-            typer.echo(f"{scenario.name:<{width}}{scenario.claim}")
-            typer.echo(
-                f"{'':<{width}}(default --trials {scenario.default_trials}: {scenario.trial})"
-            )
-        else:
-            typer.echo(f"{scenario.name:<{width}}pending: {scenario.pending} ({scenario.claim})")
+        typer.echo(f"{scenario.name:<{width}}{scenario.claim}")
+        typer.echo(f"{'':<{width}}(default --trials {scenario.default_trials}: {scenario.trial})")
 
 
 def _show(result: LabResult, wall: float, plot: Path | None) -> None:

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import sys
 import time
 
 import typer
 
+from herald.check.queue import MODES
 from herald.sim.batch import run_seeds
-from herald.sim.options import FAULT_KINDS, draw_options
+from herald.sim.options import FAULT_KINDS, WORKLOADS, draw_options
 from herald.sim.runner import EXIT_CODES, SEVERITY, SimResult, run_seed
 
 HELP = """Run the deterministic simulator: a Raft cluster under seed-drawn faults.
@@ -23,6 +25,12 @@ failure; 5 a safety violation (the most serious one found wins); 2 bad usage.
 
 Replay one seed with `herald sim --seed S --trace`: the same seed always prints
 the same bytes.
+
+`--workload queue` runs the broker: idempotent producers and consumers in the
+three delivery semantics, judged by the queue checker. A seed fails when a
+guarantee breaks (at-most-once duplicates; at-least-once or effectively-once
+loses a confirmed message; effectively-once duplicates an effect); loss under
+at-most-once and duplicates under at-least-once are reported, not failures.
 """
 
 
@@ -55,26 +63,32 @@ def sim(
         help=f"Restrict fault kinds to a comma-separated subset of {','.join(FAULT_KINDS)}.",
     ),
     jobs: int = typer.Option(1, "--jobs", "-j", min=1, help="Worker processes."),
+    workload: str = typer.Option(
+        "raft", "--workload", "-w", help=f"What the clients do: {' or '.join(WORKLOADS)}."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
 ) -> None:
     fault_kinds = _parse_faults(faults)
+    if workload not in WORKLOADS:
+        raise typer.BadParameter(f"unknown workload {workload!r}; choose {', '.join(WORKLOADS)}")
     if seed is not None:
         start, seeds = seed, 1
     if trace:
         if seeds != 1:
             raise typer.BadParameter("--trace replays a single seed: use --seed S")
-        _trace_one(start, fault_kinds)
+        _trace_one(start, fault_kinds, workload)
         return
-    _run_many(range(start, start + seeds), fault_kinds, jobs)
+    _run_many(range(start, start + seeds), fault_kinds, jobs, workload, as_json)
 
 
-def _trace_one(seed: int, faults: tuple[str, ...] | None) -> None:
+def _trace_one(seed: int, faults: tuple[str, ...] | None, workload: str) -> None:
     out = sys.stdout
 
     def emit(line: str) -> None:
         out.write(line + "\n")
 
-    emit(draw_options(seed, faults).describe())
-    result = run_seed(seed, faults=faults, tracer=emit)
+    emit(draw_options(seed, faults, workload).describe())
+    result = run_seed(seed, faults=faults, workload=workload, tracer=emit)
     out.write(_summary([result]) + "\n")
     raise typer.Exit(EXIT_CODES[result.verdict])
 
@@ -91,24 +105,63 @@ def _summary(results: list[SimResult], wall: float | None = None) -> str:
         f"acked={sum(r.stats.get('acked', 0) for r in results)} "
         f"virtual={virtual:.1f}s"
     )
+    modes = _mode_totals(results)
+    if modes:
+        text += " " + " ".join(
+            f"{mode}:lost={counts['lost']},duplicated={counts['duplicated']}"
+            for mode, counts in modes.items()
+        )
     if wall is not None:
         text += f" wall={wall:.1f}s seeds_per_min={len(results) / max(wall, 1e-9) * 60:.0f}"
     return text
 
 
-def _run_many(seeds: range, faults: tuple[str, ...] | None, jobs: int) -> None:
+def _mode_totals(results: list[SimResult]) -> dict[str, dict[str, int]]:
+    """Per delivery mode, summed over the seeds: what was lost and duplicated."""
+    totals: dict[str, dict[str, int]] = {}
+    for mode in MODES:
+        keys = ("confirmed", "lost", "duplicated", "duplicated_deliveries")
+        if not any(f"{mode}.confirmed" in r.stats for r in results):
+            continue
+        totals[mode] = {key: sum(r.stats.get(f"{mode}.{key}", 0) for r in results) for key in keys}
+        totals[mode]["seeds_with_loss"] = sum(r.stats.get(f"{mode}.lost", 0) > 0 for r in results)
+        totals[mode]["seeds_with_duplicates"] = sum(
+            r.stats.get(f"{mode}.duplicated", 0) > 0 for r in results
+        )
+    return totals
+
+
+def _run_many(
+    seeds: range, faults: tuple[str, ...] | None, jobs: int, workload: str, as_json: bool
+) -> None:
     started = time.perf_counter()
     results: list[SimResult] = []
     interactive = sys.stderr.isatty()
     step = max(1, len(seeds) // 10)
-    for count, result in enumerate(run_seeds(seeds, faults, jobs), start=1):
+    out = sys.stderr if as_json else sys.stdout
+    for count, result in enumerate(run_seeds(seeds, faults, jobs, workload), start=1):
         results.append(result)
         if result.failed:
-            print(_failure_line(result), flush=True)
+            print(_failure_line(result), file=out, flush=True)
         if len(seeds) > 1 and (interactive or count % step == 0 or count == len(seeds)):
             end = "\r" if interactive and count != len(seeds) else "\n"
             failed = sum(r.failed for r in results)
             print(f"[{count}/{len(seeds)}] failures={failed}", end=end, file=sys.stderr, flush=True)
-    print(_summary(results, time.perf_counter() - started), flush=True)
+    wall = time.perf_counter() - started
+    if as_json:
+        summary = {
+            "seeds": len(results),
+            "failures": sum(r.failed for r in results),
+            "verdicts": {
+                kind: sum(r.verdict == kind for r in results)
+                for kind in ("safety", "liveness", "crash")
+            },
+            "failing_seeds": [r.seed for r in results if r.failed],
+            "modes": _mode_totals(results),
+            "wall_seconds": round(wall, 3),
+        }
+        print(json.dumps(summary), flush=True)
+    else:
+        print(_summary(results, wall), flush=True)
     worst = max((r.verdict for r in results), key=SEVERITY.index)
     raise typer.Exit(EXIT_CODES[worst])

@@ -1,8 +1,6 @@
 """The lab's scenarios, in the order the argument makes them, and how to run one.
 
 Scenario modules are imported only when run, so listing the lab stays cheap.
-A scenario whose prerequisites are not built yet is registered as *pending*:
-``herald lab --list`` shows it with the reason, and running it is refused.
 """
 
 from __future__ import annotations
@@ -23,12 +21,7 @@ class Scenario:
     claim: str  # the one line the scenario demonstrates
     default_trials: int
     trial: str  # what one trial is
-    module: str = ""  # herald.lab.scenarios.<module>, whose run(seed, trials) it calls
-    pending: str = ""  # why it cannot run yet ("" when it can)
-
-    @property
-    def ready(self) -> bool:
-        return not self.pending
+    module: str  # herald.lab.scenarios.<module>, whose run(seed, trials) it calls
 
 
 SCENARIOS: tuple[Scenario, ...] = (
@@ -41,10 +34,10 @@ SCENARIOS: tuple[Scenario, ...] = (
     ),
     Scenario(
         "delivery",
-        "at-most-once loses, at-least-once duplicates, exactly-once delivery does not exist",
-        0,
-        "-",
-        pending="needs the broker",
+        "at-most-once loses, at-least-once duplicates, effectively-once does neither",
+        3,
+        "seeds of the queue workload per fault level",
+        "delivery",
     ),
     Scenario(
         "2pc",
@@ -101,11 +94,9 @@ def find(name: str) -> Scenario:
 
 
 def run_scenario(name: str, seed: int = 0, trials: int | None = None) -> LabResult:
-    """Run a scenario. Raises :class:`UsageError` for an unknown or pending one,
-    or for a trial count below 1."""
+    """Run a scenario. Raises :class:`UsageError` for an unknown one, or for a
+    trial count below 1."""
     scenario = find(name)
-    if not scenario.ready:
-        raise UsageError(f"scenario {name!r} is pending: {scenario.pending}")
     count = scenario.default_trials if trials is None else trials
     if count < 1:
         raise UsageError("trials must be at least 1")

@@ -14,19 +14,23 @@ from .runner import SimResult, run_seed
 __all__ = ["run_seeds"]
 
 
-def _run_one(args: tuple[int, tuple[str, ...] | None]) -> SimResult:
-    seed, faults = args
-    return run_seed(seed, faults=faults)
+Job = tuple[int, tuple[str, ...] | None, str]
+
+
+def _run_one(job: Job) -> SimResult:
+    seed, faults, workload = job
+    return run_seed(seed, faults=faults, workload=workload)
 
 
 def run_seeds(
     seeds: range,
     faults: tuple[str, ...] | None = None,
     jobs: int = 1,
-    runner: Callable[[tuple[int, tuple[str, ...] | None]], SimResult] = _run_one,
+    workload: str = "raft",
+    runner: Callable[[Job], SimResult] = _run_one,
 ) -> Iterator[SimResult]:
     """Yield one result per seed, in seed order."""
-    work = [(seed, faults) for seed in seeds]
+    work = [(seed, faults, workload) for seed in seeds]
     if jobs <= 1:
         for item in work:
             yield runner(item)

@@ -17,7 +17,39 @@ from herald.storage import DiskFaults
 from .network import NetworkProfile
 from .scheduler import MS, SECOND
 
-__all__ = ["FAULT_KINDS", "SimOptions", "draw_options"]
+__all__ = ["FAULT_KINDS", "WORKLOADS", "QueueParams", "SimOptions", "draw_options"]
+
+#: What the clients do: propose opaque entries to Raft, or use the queue.
+WORKLOADS = ("raft", "queue")
+
+
+@dataclass(frozen=True, slots=True)
+class QueueParams:
+    """The queue workload's seed-drawn shape. Times are virtual microseconds."""
+
+    producers: int
+    messages: int  # per producer
+    publish_interval: int
+    use_keys: bool  # idempotency keys instead of producer sequence numbers
+    consumers: int  # per group
+    batch: int  # messages per Deliver
+    lease: int
+    max_deliveries: int
+    process_time: int  # mean
+    slow: float  # chance a message takes longer than its lease
+    consumer_crash: float  # chance, per message, of a consumer crash around it
+    poll_interval: int
+
+    def describe(self) -> str:
+        return (
+            f"queue: producers={self.producers}x{self.messages} "
+            f"publish_every={self.publish_interval / MS:.0f}ms "
+            f"dedup={'keys' if self.use_keys else 'producer-seq'} "
+            f"consumers={self.consumers}/group batch={self.batch} lease={self.lease / MS:.0f}ms "
+            f"max_deliveries={self.max_deliveries} process={self.process_time / MS:.0f}ms "
+            f"slow={self.slow:.2f} consumer_crash={self.consumer_crash:.2f}"
+        )
+
 
 #: The fault kinds a run can inject; ``herald sim --faults`` picks a subset.
 FAULT_KINDS = ("network", "crash", "pause", "clock", "disk")
@@ -57,6 +89,8 @@ class SimOptions:
     faulty_disks: tuple[int, ...] = ()
     #: WAL segment size, small so runs roll segments over and compact them.
     segment_size: int = 64 * 1024
+    workload: str = "raft"
+    queue: QueueParams | None = None
     extra: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -77,6 +111,7 @@ class SimOptions:
             f"hunt_leaders={self.hunt_leaders:.1f} "
             f"disk=torn:{'on' if self.crash_disk.torn_writes else 'off'},"
             f"misorder:{self.crash_disk.misorder:g} {self._describe_media()}"
+            + (f" {self.queue.describe()}" if self.queue is not None else "")
         )
 
     def _describe_media(self) -> str:
@@ -90,7 +125,9 @@ class SimOptions:
         )
 
 
-def draw_options(seed: int, faults: tuple[str, ...] | None = None) -> SimOptions:
+def draw_options(
+    seed: int, faults: tuple[str, ...] | None = None, workload: str = "raft"
+) -> SimOptions:
     """Draw a run's options from ``seed``; ``faults`` restricts the fault kinds."""
     rng = random.Random(seed)
     nodes = rng.choice((3, 3, 3, 4, 5, 5, 5, 6, 7))
@@ -132,7 +169,35 @@ def draw_options(seed: int, faults: tuple[str, ...] | None = None) -> SimOptions
         hunt_leaders=rng.choice((0.0, 0.0, 0.3, 0.7)),
     )
     options = _draw_disks(rng, options)
+    if workload == "queue":
+        options = _draw_queue(rng, options)
     return options
+
+
+def _draw_queue(rng: random.Random, options: SimOptions) -> SimOptions:
+    # Drawn last, so a seed's cluster, network and faults are the same worlds
+    # under both workloads.
+    params = QueueParams(
+        producers=rng.randint(1, 3),
+        messages=rng.randint(15, 60),
+        publish_interval=rng.randint(5 * MS, 40 * MS),
+        use_keys=rng.random() < 0.3,
+        consumers=rng.randint(1, 2),
+        batch=rng.randint(1, 4),
+        lease=rng.randint(200 * MS, 1000 * MS),
+        max_deliveries=rng.randint(3, 8),
+        process_time=rng.randint(1 * MS, 15 * MS),
+        slow=rng.choice((0.0, 0.02, 0.05)),
+        consumer_crash=rng.choice((0.02, 0.05, 0.1)),
+        poll_interval=rng.randint(10 * MS, 50 * MS),
+    )
+    return replace(
+        options,
+        workload="queue",
+        queue=params,
+        clients=0,  # the queue's own producers and consumers replace them
+        liveness_bound=30 * SECOND,
+    )
 
 
 def _draw_disks(rng: random.Random, options: SimOptions) -> SimOptions:

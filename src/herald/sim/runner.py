@@ -20,16 +20,21 @@ import random
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
+from herald.broker import Broker
+from herald.check.queue import check_queue
+from herald.check.verdict import judge
 from herald.raft import Raft
 from herald.storage import SimFileSystem
 
 from .invariants import SafetyViolation
 from .nemesis import Nemesis
 from .options import SimOptions, draw_options
+from .queue import BrokerMachine, QueueWorkload
 from .scheduler import MS, SECOND
 from .workload import Workload
-from .world import DiskFactory, World
+from .world import DigestStateMachine, DiskFactory, World
 
 __all__ = ["EXIT_CODES", "SimResult", "run_seed"]
 
@@ -58,17 +63,19 @@ def run_seed(
     seed: int,
     *,
     faults: tuple[str, ...] | None = None,
+    workload: str = "raft",
     options: SimOptions | None = None,
     raft_class: type[Raft] = Raft,
     tracer: Callable[[str], None] | None = None,
     disk_factory: DiskFactory | None = None,
+    broker_class: type[Broker] = Broker,
 ) -> SimResult:
     """Run one seed; never raises for a finding, only reports it.
 
-    ``raft_class`` and ``disk_factory`` exist so tests can plant bugs and show
-    the checkers catch them.
+    ``raft_class``, ``disk_factory`` and ``broker_class`` exist so tests can
+    plant bugs and show the checkers catch them.
     """
-    options = options or draw_options(seed, faults)
+    options = options or draw_options(seed, faults, workload)
     master = random.Random(f"herald-sim/{seed}")
     world = World(
         options,
@@ -76,12 +83,18 @@ def run_seed(
         raft_class,
         tracer,
         disk_factory or SimFileSystem,
+        partial(BrokerMachine, broker_class) if options.queue is not None else DigestStateMachine,
     )
     nemesis = Nemesis(world, random.Random(master.getrandbits(64)))
-    workload = Workload(world, random.Random(master.getrandbits(64)))
+    clients = Workload(world, random.Random(master.getrandbits(64)))
+    queue = (
+        QueueWorkload(world, random.Random(master.getrandbits(64)))
+        if options.queue is not None
+        else None
+    )
     result = SimResult(seed, options, "ok")
     try:
-        _run(world, nemesis, workload, result)
+        _run(world, nemesis, clients, queue, result)
     except SafetyViolation as violation:
         result.verdict = "safety"
         result.detail = str(violation)
@@ -94,23 +107,36 @@ def run_seed(
         result.detail = f"{type(error).__name__}: {error}{where}"
     result.virtual_time = world.scheduler.now
     result.events = world.scheduler.events_run
-    result.stats = {**_stats(world, nemesis, workload), **result.stats}
+    result.stats = {**_stats(world, nemesis, clients), **result.stats}
+    if queue is not None:
+        result.stats.update(_queue_stats(queue, result))
     if tracer is not None:
         tracer(f"{_fmt_seconds(result.virtual_time)} verdict={result.verdict} {result.detail}")
     return result
 
 
-def _run(world: World, nemesis: Nemesis, workload: Workload, result: SimResult) -> None:
+def _run(
+    world: World,
+    nemesis: Nemesis,
+    workload: Workload,
+    queue: QueueWorkload | None,
+    result: SimResult,
+) -> None:
     options = world.options
     scheduler = world.scheduler
     for node_id in world.voters:
         world.boot(world.nodes[node_id])
     nemesis.start()
     workload.start()
+    if queue is not None:
+        queue.start()
     scheduler.run_until(options.safety_duration)
 
     # Liveness phase: the faults stop; the system must converge within the bound.
     workload.stop()
+    if queue is not None:
+        queue.stop()
+        queue.start_drain()
     nemesis.heal_everything()
     world.network.set_profile(replace(options.network, loss=0.0, spike=0.0))
     healed_at = scheduler.now
@@ -120,9 +146,13 @@ def _run(world: World, nemesis: Nemesis, workload: Workload, result: SimResult) 
     def check() -> None:
         if converged[0]:
             return
-        if workload.probe_committed() and all(
-            world.checker.applied_index(node.id) >= world.max_acked_index
-            for node in world.live_nodes()
+        if (
+            workload.probe_committed()
+            and (queue is None or queue.drained)
+            and all(
+                world.checker.applied_index(node.id) >= world.max_acked_index
+                for node in world.live_nodes()
+            )
         ):
             converged[0] = True
             return
@@ -132,10 +162,21 @@ def _run(world: World, nemesis: Nemesis, workload: Workload, result: SimResult) 
     scheduler.run_until(healed_at + options.liveness_bound, stop=lambda: converged[0])
     if not converged[0]:
         result.verdict = "liveness"
-        result.detail = _liveness_report(world, workload)
+        result.detail = _liveness_report(world, workload, queue)
         return
     result.stats["converged_ms"] = (scheduler.now - healed_at) // MS
     _audit(world)
+    if queue is not None:
+        _judge_queue(queue)
+
+
+def _judge_queue(queue: QueueWorkload) -> None:
+    """The queue checker's verdict on the history: a broken guarantee is a safety failure."""
+    checked = check_queue(queue.history.ops)
+    verdict = judge(checked.by_mode, producer_dedup=True)
+    queue.checked = checked
+    if not verdict.ok:
+        raise SafetyViolation("queue", "; ".join(verdict.failures))
 
 
 def _audit(world: World) -> None:
@@ -156,7 +197,7 @@ def _audit(world: World) -> None:
             )
 
 
-def _liveness_report(world: World, workload: Workload) -> str:
+def _liveness_report(world: World, workload: Workload, queue: QueueWorkload | None) -> str:
     parts = []
     for node in world.nodes.values():
         if node.host is None:
@@ -169,7 +210,9 @@ def _liveness_report(world: World, workload: Workload) -> str:
         )
     return (
         f"no convergence within {world.options.liveness_bound / SECOND:.0f}s of healing "
-        f"(probe committed: {workload.probe_committed()}, acked up to "
+        f"(probe committed: {workload.probe_committed()}, "
+        + (f"queue drained: {queue.drained}, " if queue is not None else "")
+        + "acked up to "
         f"{world.max_acked_index}): " + " ".join(parts)
     )
 
@@ -196,6 +239,20 @@ def _stats(world: World, nemesis: Nemesis, workload: Workload) -> dict[str, int]
         for fault, count in node.disk.injected.items():
             stats[f"disk_{fault}"] = stats.get(f"disk_{fault}", 0) + count
     stats.update({f"fault_{name}": count for name, count in sorted(nemesis.counts.items())})
+    return stats
+
+
+def _queue_stats(queue: QueueWorkload, result: SimResult) -> dict[str, int]:
+    """Per delivery mode: confirmed, lost, duplicated deliveries and effects."""
+    stats = {"consumer_crashes": queue.consumer_crashes, "history_ops": len(queue.history.ops)}
+    checked = queue.checked
+    if checked is None:
+        checked = check_queue(queue.history.ops)
+    for mode, counts in checked.by_mode.items():
+        stats[f"{mode}.confirmed"] = counts.confirmed
+        stats[f"{mode}.lost"] = counts.lost
+        stats[f"{mode}.duplicated"] = counts.duplicated_effect
+        stats[f"{mode}.duplicated_deliveries"] = counts.duplicated
     return stats
 
 

@@ -49,7 +49,7 @@ from herald.storage import DiskFaults, SimFileSystem, WalLogStore
 from .invariants import RaftChecker
 from .network import SimNetwork
 from .options import SimOptions
-from .scheduler import MS, Scheduler, fmt_time
+from .scheduler import MS, SECOND, Scheduler, fmt_time
 
 __all__ = ["DATA_DIR", "DigestStateMachine", "DiskFactory", "Op", "SimNode", "World"]
 
@@ -101,6 +101,9 @@ class Op:
     status: str = "invoke"  # invoke -> ok | fail | info
     complete_time: int = 0
     must_cover: int = 0  # reads: the highest index acknowledged before the read began
+    result: object = None  # what the state machine answered, when ok
+    #: Called (from its own event) when the client learns the outcome.
+    callback: Callable[[Op], None] | None = None
 
 
 @dataclass(slots=True)
@@ -117,6 +120,7 @@ class SimNode:
     incarnation: int = 0
     clock_rate: float = 1.0  # the rate now, which clock faults change
     base_clock_rate: float = 1.0  # the node's own drift, which they don't
+    clock_skew: int = 0  # its wall clock minus true time, for command timestamps
     held: list[Message] = field(default_factory=list)
     deferred: list[Ready] = field(default_factory=list)
     # An armed crash waits for its moment ("before_sync", "after_sync" or
@@ -152,7 +156,7 @@ class _Observer:
         self._world.checker.on_persisted(node, entries, storage)
 
     def on_applied(self, node: int, entry: Entry, result: object) -> None:
-        self._world.on_applied(self._node, entry)
+        self._world.on_applied(self._node, entry, result)
 
     def on_snapshot_installed(self, node: int, snapshot: Snapshot) -> None:
         self._world.on_snapshot_installed(self._node, snapshot)
@@ -171,9 +175,11 @@ class World:
         raft_class: type[Raft] = Raft,
         tracer: Tracer | None = None,
         disk_factory: DiskFactory = SimFileSystem,
+        machine_factory: Callable[[], DigestStateMachine] = DigestStateMachine,
     ) -> None:
         self.options = options
         self.raft_class = raft_class
+        self.machine_factory = machine_factory
         self.trace = tracer
         self.scheduler = Scheduler()
         self.checker = RaftChecker()
@@ -190,6 +196,7 @@ class World:
             if options.drift:
                 node.base_clock_rate = 1.0 + node.rng.uniform(-options.drift, options.drift)
                 node.clock_rate = node.base_clock_rate
+                node.clock_skew = int(node.rng.uniform(-options.drift, options.drift) * SECOND)
             self.nodes[node_id] = node
         # Client bookkeeping: proposals awaiting their index to be applied on the
         # node they were proposed to, and reads awaiting their answer.
@@ -202,6 +209,10 @@ class World:
         self.refusals = 0
         self.repairs = 0
         self.on_new_leader: Callable[[SimNode], None] | None = None
+        #: How traces show a proposal's payload (workloads with binary commands replace it).
+        self.describe_data: Callable[[bytes], str] = _printable
+        #: Called when a linearizable read is served, with the node that served it.
+        self.on_read_served: Callable[[Op, SimNode], None] | None = None
 
     # -- tracing ----------------------------------------------------------------------
 
@@ -230,7 +241,7 @@ class World:
         if node.dead:
             return
         node.incarnation += 1
-        machine = DigestStateMachine()
+        machine = self.machine_factory()
         try:
             store = WalLogStore(
                 node.disk,
@@ -372,6 +383,7 @@ class World:
         if not node.up or node.paused or node.host is None:
             return
         self.log(f"n{node.id} CLOCK JUMP +{ticks} ticks")
+        node.clock_skew += ticks * self.options.tick_interval
         for _ in range(ticks):
             node.host.tick()
             self._after_input(node)
@@ -460,13 +472,14 @@ class World:
 
     # -- state machine events ----------------------------------------------------------------
 
-    def on_applied(self, node: SimNode, entry: Entry) -> None:
+    def on_applied(self, node: SimNode, entry: Entry, result: object) -> None:
         machine = node.machine
         assert machine is not None
         self.checker.on_applied(node.id, entry, machine.digest)
         op = self.pending.pop((node.id, entry.index), None)
         if op is not None:
             if entry.term == op.term and entry.data == op.data and entry.kind == EntryKind.NORMAL:
+                op.result = result
                 self._complete(op, "ok")
                 self.max_acked_index = max(self.max_acked_index, entry.index)
             else:
@@ -503,14 +516,26 @@ class World:
                 op.index = read_state.index
                 self.checker.check_read(node.id, read_state, op.must_cover)
                 self._complete(op, "ok")
+                if self.on_read_served is not None:
+                    self.on_read_served(op, node)
             else:
                 still.append((op, read_state))
         node.waiting_reads = still
 
     # -- clients -------------------------------------------------------------------------------
 
-    def propose(self, client: int, node_id: int, data: bytes) -> Op | int:
-        """Propose at ``node_id``; returns the Op, or a leader hint (0: none) on refusal."""
+    def propose(
+        self,
+        client: int,
+        node_id: int,
+        data: bytes,
+        callback: Callable[[Op], None] | None = None,
+    ) -> Op | int:
+        """Propose at ``node_id``; returns the Op, or a leader hint (0: none) on refusal.
+
+        ``callback`` hears the outcome; it is attached before the proposal runs,
+        because the node may crash (and the outcome become unknown) within it.
+        """
         node = self.nodes[node_id]
         if not node.up or node.paused or node.host is None:
             return 0
@@ -521,14 +546,20 @@ class World:
         except ProposalDroppedError:
             return node_id
         op = Op(client, "propose", data, self.scheduler.now, node_id, index, term)
+        op.callback = callback
         self.history.append(op)
         self.pending[(node_id, index)] = op
         if self.trace is not None:
             self.log(
-                f"c{client} propose {data.decode()} at n{node_id} -> index {index} term {term}"
+                f"c{client} propose {self.describe_data(data)} at n{node_id} -> index {index} "
+                f"term {term}"
             )
         self._after_input(node)
         return op
+
+    def local_time(self, node_id: int) -> int:
+        """The node's wall clock: true time plus its skew (never below zero)."""
+        return max(0, self.scheduler.now + self.nodes[node_id].clock_skew)
 
     def read(self, client: int, node_id: int, context: bytes) -> Op | int:
         node = self.nodes[node_id]
@@ -564,8 +595,11 @@ class World:
             return
         op.status = status
         op.complete_time = self.scheduler.now
+        if op.callback is not None:
+            # Its own event: the client reacts after the host finished this step.
+            self.scheduler.after(0, op.callback, op)
         if self.trace is not None and op.kind == "propose":
-            self.log(f"c{op.client} {status} {op.data.decode()} index {op.index}")
+            self.log(f"c{op.client} {status} {self.describe_data(op.data)} index {op.index}")
 
     # -- queries ---------------------------------------------------------------------------
 
@@ -583,6 +617,11 @@ class World:
                 if raft.role == Role.LEADER and raft.term > best_term:
                     best, best_term = node, raft.term
         return best
+
+
+def _printable(data: bytes) -> str:
+    text = data.decode("utf-8", errors="replace")
+    return text if text.isprintable() else f"<{len(data)} bytes>"
 
 
 def _grants_vote(rd: Ready) -> bool:

@@ -1,0 +1,85 @@
+"""`herald sim --workload queue`: the broker under Raft and faults, judged by the queue checker."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+from herald.broker import Broker
+from herald.cli.main import app
+from herald.sim.options import draw_options
+from herald.sim.runner import run_seed
+from tests.check.test_broker_histories import (
+    DropsEveryTenthPublish,
+    ForgetsAcks,
+    ForgetsProducers,
+    LeasesAtMostOnce,
+)
+
+MODES = ("at_most_once", "at_least_once", "effectively_once")
+
+
+@pytest.mark.parametrize("seed", [0, 3, 7])
+def test_queue_seeds_keep_every_guarantee(seed: int) -> None:
+    result = run_seed(seed, workload="queue")
+    assert result.verdict == "ok", result.detail
+    for mode in MODES:
+        assert result.stats[f"{mode}.confirmed"] > 0
+    assert result.stats["at_most_once.duplicated"] == 0
+    assert result.stats["at_most_once.duplicated_deliveries"] == 0
+    assert result.stats["at_least_once.lost"] == 0
+    assert result.stats["effectively_once.lost"] == 0
+    assert result.stats["effectively_once.duplicated"] == 0
+
+
+def test_the_phenomena_really_occur() -> None:
+    """Loss under at-most-once and duplicated effects under at-least-once are what
+    the modes allow; the workload must actually provoke them, or it shows nothing."""
+    totals = {"amo_lost": 0, "alo_duplicated": 0, "eo_duplicate_deliveries": 0}
+    for seed in range(8):
+        stats = run_seed(seed, workload="queue").stats
+        totals["amo_lost"] += stats["at_most_once.lost"]
+        totals["alo_duplicated"] += stats["at_least_once.duplicated"]
+        totals["eo_duplicate_deliveries"] += stats["effectively_once.duplicated_deliveries"]
+    assert all(count > 0 for count in totals.values()), totals
+
+
+@pytest.mark.parametrize(
+    ("broker", "failure"),
+    [
+        (ForgetsAcks, "redelivered_after_ack"),
+        (LeasesAtMostOnce, "at_most_once"),
+        (DropsEveryTenthPublish, "lost"),
+        (ForgetsProducers, "copy"),
+    ],
+)
+def test_planted_broker_bugs_fail_the_seed(broker: type[Broker], failure: str) -> None:
+    for seed in range(10):
+        result = run_seed(seed, workload="queue", broker_class=broker)
+        if result.verdict == "safety" and failure in result.detail:
+            return
+    pytest.fail(f"{broker.__name__} not caught within 10 seeds")
+
+
+def test_queue_options_are_printed_with_the_seed() -> None:
+    described = draw_options(4, workload="queue").describe()
+    assert "queue: producers=" in described and "lease=" in described
+    # The cluster, network and faults of a seed do not depend on the workload.
+    raft = draw_options(4)
+    queue = draw_options(4, workload="queue")
+    assert (raft.nodes, raft.network, raft.faults) == (queue.nodes, queue.network, queue.faults)
+
+
+def test_json_summary() -> None:
+    result = CliRunner().invoke(
+        app, ["sim", "--workload", "queue", "--seeds", "2", "--start", "3", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert list(summary)[:2] == ["seeds", "failures"]
+    assert summary["seeds"] == 2 and summary["failures"] == 0
+    for mode in MODES:
+        assert {"lost", "duplicated"} <= set(summary["modes"][mode])
+    assert summary["modes"]["effectively_once"]["duplicated"] == 0
