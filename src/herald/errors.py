@@ -383,3 +383,45 @@ class HistoryFormatError(HeraldError):
         super().__init__(f"history line {line}: {reason}" if line else f"history: {reason}")
         self.line = line
         self.reason = reason
+
+
+# -- the wire protocol --------------------------------------------------------------------
+
+
+class ProtocolError(HeraldError):
+    """The peer broke the wire protocol; the connection is closed with an error frame."""
+
+
+class FrameTooLargeError(ProtocolError):
+    """A frame announced more bytes than the receiver accepts."""
+
+
+class MalformedFrameError(ProtocolError):
+    """A frame's bytes are not a valid message of the protocol."""
+
+
+class HandshakeError(ProtocolError):
+    """The first frame was not a valid Hello (wrong magic, version or role)."""
+
+
+class ConnectionClosedError(HeraldError):
+    """The connection closed before the operation completed; its outcome is unknown."""
+
+
+class OverloadedError(HeraldError):
+    """The server is shedding load (too much uncommitted work); retry later."""
+
+
+class RequestTimeoutError(HeraldError):
+    """No reply arrived in time; the operation may or may not have happened."""
+
+
+__all__ += [
+    "ConnectionClosedError",
+    "FrameTooLargeError",
+    "HandshakeError",
+    "MalformedFrameError",
+    "OverloadedError",
+    "ProtocolError",
+    "RequestTimeoutError",
+]

@@ -8,9 +8,10 @@ transitions go through the log, how time works, and the delivery semantics.
 Nothing here reads a clock, a socket, a file or a global random generator.
 """
 
-from .codec import decode, encode
+from .codec import decode, encode, encode_batch
 from .commands import (
     Ack,
+    Batch,
     Command,
     CreateQueue,
     DeleteGroup,
@@ -37,6 +38,7 @@ from .model import (
     MINUTE,
     SECOND,
     Acked,
+    BatchResult,
     DeadLetter,
     DeadLetterReason,
     Deliveries,
@@ -74,6 +76,8 @@ __all__ = [
     "SECOND",
     "Ack",
     "Acked",
+    "Batch",
+    "BatchResult",
     "Broker",
     "Command",
     "CreateQueue",
@@ -118,4 +122,5 @@ __all__ = [
     "Ticked",
     "decode",
     "encode",
+    "encode_batch",
 ]

@@ -29,9 +29,12 @@ Variable fields are strings (UTF-8), byte strings, and sequence lists (u64
 each). Queue options are eight u64 fields in the fixed part, 0 meaning None
 (unlimited). Booleans and enums are u8.
 
+**Batch** (opcode 16) holds other commands: after the head, ``count u32``, then
+per command ``length u32`` and the command's own encoding. Batches do not nest.
+
 Opcodes (stable; never reuse one): 1 Tick, 2 CreateQueue, 3 DeleteQueue,
 4 PurgeQueue, 5 Publish, 6 Subscribe, 7 Heartbeat, 8 Leave, 9 Deliver, 10 Ack,
-11 Nack, 12 Extend, 13 Reject, 14 Redrive, 15 DeleteGroup.
+11 Nack, 12 Extend, 13 Reject, 14 Redrive, 15 DeleteGroup, 16 Batch.
 
 Decoding never raises anything but :class:`~herald.errors.MalformedCommandError`:
 short or trailing bytes, an unknown opcode, invalid UTF-8 and field values a
@@ -49,6 +52,7 @@ from herald.errors import InvalidCommandError, MalformedCommandError
 
 from .commands import (
     Ack,
+    Batch,
     Command,
     CreateQueue,
     DeleteGroup,
@@ -77,6 +81,9 @@ _HEADER_PAIR = struct.Struct("<HI")
 _ABSENT16 = 0xFFFF
 _ABSENT32 = 0xFFFFFFFF
 _PUBLISH_OPCODE = 5
+_BATCH_OPCODE = 16
+_BATCH_HEAD = struct.Struct("<BBQI")
+_LENGTH = struct.Struct("<I")
 
 _MODES = (DeliveryMode.AT_LEAST_ONCE, DeliveryMode.AT_MOST_ONCE)
 _MODE_CODE = {mode: code for code, mode in enumerate(_MODES)}
@@ -200,6 +207,8 @@ def encode(command: Command) -> bytes:
     """The entry payload for ``command``. Raises InvalidCommandError if it does not fit."""
     if type(command) is Publish:
         return _encode_publish(command)
+    if type(command) is Batch:
+        return encode_batch([encode(inner) for inner in command.commands], command.time)
     layout = _BY_TYPE.get(type(command))
     if layout is None:
         raise InvalidCommandError(f"not a broker command: {command!r}")
@@ -253,6 +262,39 @@ def _encode_publish(command: Publish) -> bytes:
     return b"".join(parts)
 
 
+def encode_batch(encoded: list[bytes], time: int) -> bytes:
+    """A batch of already encoded commands (what a leader builds from its requests)."""
+    if not encoded:
+        raise InvalidCommandError("a batch needs at least one command")
+    parts = [_BATCH_HEAD.pack(VERSION, _BATCH_OPCODE, time, len(encoded))]
+    for payload in encoded:
+        if len(payload) > 1 and payload[1] == _BATCH_OPCODE:
+            raise InvalidCommandError("a batch cannot hold another batch")
+        parts.append(_LENGTH.pack(len(payload)))
+        parts.append(payload)
+    return b"".join(parts)
+
+
+def _decode_batch(data: bytes) -> Batch:
+    _version, _opcode, time, count = _BATCH_HEAD.unpack_from(data, 0)
+    offset = _BATCH_HEAD.size
+    commands: list[Command] = []
+    for _ in range(count):
+        (length,) = _LENGTH.unpack_from(data, offset)
+        offset += 4
+        end = offset + length
+        if end > len(data):
+            raise MalformedCommandError("a batched command runs past the end of the entry")
+        payload = data[offset:end]
+        if len(payload) > 1 and payload[1] == _BATCH_OPCODE:
+            raise MalformedCommandError("a batch cannot hold another batch")
+        commands.append(decode(payload))
+        offset = end
+    if offset != len(data):
+        raise MalformedCommandError(f"{len(data) - offset} bytes after the batch")
+    return Batch(tuple(commands), time=time)
+
+
 # -- decoding -------------------------------------------------------------------------------
 
 
@@ -266,6 +308,8 @@ def decode(data: bytes) -> Command:
         opcode = data[1]
         if opcode == _PUBLISH_OPCODE:
             return _decode_publish(data)
+        if opcode == _BATCH_OPCODE:
+            return _decode_batch(data)
         layout = _BY_OPCODE.get(opcode)
         if layout is None:
             raise MalformedCommandError(f"unknown command opcode {opcode}")

@@ -316,3 +316,26 @@ class Redrive(Command):
             _u64("sequence", sequence)
         if len(set(self.sequences)) != len(self.sequences):
             raise InvalidCommandError("repeated sequence in a redrive")
+
+
+@dataclass(frozen=True, slots=True)
+class Batch(Command):
+    """Several commands in one log entry, applied in order, one result each.
+
+    A leader groups the requests that arrive together into one entry (one
+    append, one fsync, one replication round), which is where a replicated
+    queue's throughput comes from. Each inner command keeps its own ``time``;
+    a batch cannot hold another batch.
+    """
+
+    commands: tuple[Command, ...] = ()
+
+    def __post_init__(self) -> None:
+        super(Batch, self).__post_init__()
+        if not self.commands:
+            raise InvalidCommandError("a batch needs at least one command")
+        for command in self.commands:
+            if isinstance(command, Batch):
+                raise InvalidCommandError("a batch cannot hold another batch")
+            if not isinstance(command, Command):
+                raise InvalidCommandError(f"not a broker command: {command!r}")

@@ -128,6 +128,7 @@ from . import snapshot as _snapshot
 from .codec import decode
 from .commands import (
     Ack,
+    Batch,
     Command,
     CreateQueue,
     DeleteGroup,
@@ -146,6 +147,7 @@ from .commands import (
 )
 from .model import (
     Acked,
+    BatchResult,
     DeadLetter,
     DeadLetterReason,
     Deliveries,
@@ -209,6 +211,7 @@ Result: TypeAlias = (
     | Rejected
     | Redriven
     | GroupDeleted
+    | BatchResult
     | BrokerError
 )
 
@@ -244,6 +247,7 @@ class Broker:
             PurgeQueue: self._purge_queue,
             Redrive: self._redrive,
             DeleteGroup: self._delete_group,
+            Batch: self._batch,
         }
 
     # -- the StateMachine port ------------------------------------------------------------
@@ -291,6 +295,12 @@ class Broker:
         finally:
             if self._garbage > _SWEEP_AT and 2 * self._garbage > len(state.timers):
                 self._sweep_timers()
+
+    def _batch(self, command: Batch) -> BatchResult:
+        # Each inner command is applied as if it had its own entry: its own
+        # timers fire, its own refusal is its own result and changes nothing.
+        execute = self.execute
+        return BatchResult(tuple(execute(inner) for inner in command.commands))
 
     def _tick(self, command: Tick) -> Ticked:
         return Ticked(self._state.now)

@@ -149,8 +149,10 @@ class QueueOptions:
     dedup_ttl: int | None = DAY
     #: The lease of a delivery when the consumer does not ask for another.
     lease_duration: int = 30 * SECOND
-    #: Receipts remembered per idempotent producer (its in-flight retry window).
-    producer_window: int = 5
+    #: Receipts remembered per idempotent producer: its in-flight retry window. The
+    #: Herald client keeps at most this many publishes in flight per queue, so a
+    #: retry after a lost connection always finds its original receipt.
+    producer_window: int = 1000
     #: An idempotent producer silent this long is forgotten; None: never.
     producer_ttl: int | None = DAY
 
@@ -407,3 +409,10 @@ class QueueStats:
     next_sequence: int
     counters: QueueCounters
     groups: tuple[GroupStats, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class BatchResult:
+    """The results of a :class:`~herald.broker.commands.Batch`, in its commands' order."""
+
+    results: tuple[object, ...]
