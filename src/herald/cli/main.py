@@ -6,7 +6,7 @@ import typer
 
 from herald import __version__
 
-from . import demo, lab, sim
+from . import check, demo, lab, sim
 
 app = typer.Typer(
     name="herald",
@@ -18,6 +18,7 @@ app = typer.Typer(
 app.command(name="sim", help=sim.HELP)(sim.sim)
 app.command(name="demo", help=demo.HELP)(demo.demo)
 app.command(name="lab", help=lab.HELP)(lab.lab)
+app.command(name="check", help=check.HELP)(check.check)
 
 
 def _version(value: bool) -> None:
