@@ -425,3 +425,28 @@ __all__ += [
     "ProtocolError",
     "RequestTimeoutError",
 ]
+
+
+# -- the server runtime (herald.runtime) ---------------------------------------------------
+#
+# What a server answers when it cannot give a request's own result. Each names what
+# the client knows afterwards: ProposalLostError and ShuttingDownError mean the
+# command was not applied; OutcomeUnknownError means it may or may not have been.
+# All three are worth retrying (an idempotent producer's retry never duplicates).
+
+
+class ProposalLostError(HeraldError):
+    """The leader's entry for this request was replaced by another leader's: the
+    command was not applied. Retry at the current leader."""
+
+
+class OutcomeUnknownError(HeraldError):
+    """The node lost leadership (or stopped) before the request's entry committed:
+    it may or may not be applied. Retry idempotently."""
+
+
+class ShuttingDownError(HeraldError):
+    """The node is stopping and took no new work; the request was not applied."""
+
+
+__all__ += ["OutcomeUnknownError", "ProposalLostError", "ShuttingDownError"]

@@ -6,7 +6,7 @@ import typer
 
 from herald import __version__
 
-from . import check, demo, lab, sim
+from . import bench, check, cluster, consume, demo, dlq, lab, publish, queues, serve, sim, status
 
 app = typer.Typer(
     name="herald",
@@ -18,7 +18,15 @@ app = typer.Typer(
 app.command(name="sim", help=sim.HELP)(sim.sim)
 app.command(name="demo", help=demo.HELP)(demo.demo)
 app.command(name="lab", help=lab.HELP)(lab.lab)
+app.command(name="serve", help=serve.HELP)(serve.serve)
+app.command(name="cluster", help=cluster.HELP)(cluster.cluster)
 app.command(name="check", help=check.HELP)(check.check)
+app.command(name="publish", help=publish.HELP)(publish.publish)
+app.command(name="consume", help=consume.HELP)(consume.consume)
+app.add_typer(queues.app, name="queues", help=queues.HELP)
+app.add_typer(dlq.app, name="dlq", help=dlq.HELP)
+app.command(name="status", help=status.HELP)(status.status)
+app.command(name="bench", help=bench.HELP)(bench.bench)
 
 
 def _version(value: bool) -> None:

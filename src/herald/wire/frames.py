@@ -117,6 +117,9 @@ def _decode(decoder: msgspec.msgpack.Decoder, payload: bytes, what: str) -> obje
         return decoder.decode(payload)
     except msgspec.DecodeError as error:
         raise MalformedFrameError(f"malformed {what}: {error}") from None
+    except RecursionError:
+        # Values nested deeper than the interpreter's stack (a hostile frame).
+        raise MalformedFrameError(f"malformed {what}: nested too deeply") from None
 
 
 def decode_hello(payload: bytes) -> Hello:
@@ -125,6 +128,8 @@ def decode_hello(payload: bytes) -> Hello:
         hello = _hello_decoder.decode(payload)
     except msgspec.DecodeError as error:
         raise HandshakeError(f"the first frame must be a Hello: {error}") from None
+    except RecursionError:
+        raise HandshakeError("the first frame must be a Hello: nested too deeply") from None
     if hello.magic != MAGIC:
         raise HandshakeError("not a Herald client (wrong magic)")
     if hello.version != PROTOCOL_VERSION:

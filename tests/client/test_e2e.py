@@ -1,0 +1,137 @@
+"""End to end: the client against a real one-node ``herald serve`` process."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+
+from herald import Client, StaleLeaseError, SyncClient
+from herald.errors import UnknownQueueError
+
+from .conftest import arun
+
+launcher = pytest.importorskip("herald.runtime.launcher")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    cluster = launcher.LocalCluster(1, data_dir=tmp_path_factory.mktemp("e2e"), cluster="e2e")
+    try:
+        cluster.start(timeout=30)
+        cluster.leader(timeout=30)
+        yield cluster.addresses[1]
+    finally:
+        cluster.stop()
+
+
+def test_publish_consume_ack(server: str) -> None:
+    async def scenario() -> None:
+        async with Client(server) as client:
+            await client.create_queue("e2e-basic")
+            bodies = [f"m{i}".encode() for i in range(500)]
+            receipts = await asyncio.gather(*(client.publish("e2e-basic", b) for b in bodies))
+            assert [r.sequence for r in receipts] == list(range(1, 501))
+            assert {r.durability.value for r in receipts} == {"durable"}
+            again = await client.publish("e2e-basic", b"k", key="key-1")
+            dup = await client.publish("e2e-basic", b"k", key="key-1")
+            assert dup.duplicate and dup.sequence == again.sequence
+            got = []
+            async with client.consume("e2e-basic", "g", prefetch=100) as consumer:
+                async for delivery in consumer:
+                    got.append(delivery.body)
+                    delivery.ack()
+                    if len(got) == 501:
+                        break
+            assert got == [*bodies, b"k"]
+            stats = await client.stats("e2e-basic")
+            assert stats.length == 0 and stats.counters.acked == 501
+            with pytest.raises(UnknownQueueError):
+                await client.publish("e2e-missing", b"x")
+
+    arun(scenario(), timeout=30)
+
+
+def test_nack_redelivery_and_dead_letters(server: str) -> None:
+    async def scenario() -> None:
+        async with Client(server) as client:
+            await client.create_queue("e2e-dlq", max_deliveries=2, lease_duration=0.3)
+            await client.publish("e2e-dlq", b"flaky")
+            await client.publish("e2e-dlq", b"poison")
+            async with client.consume("e2e-dlq", "g", prefetch=1) as consumer:
+                first = await consumer.__anext__()
+                assert first.body == b"flaky"
+                await first.nack()
+                again = await consumer.__anext__()
+                assert (again.body, again.attempt, again.reason) == (b"flaky", 2, "nacked")
+                await again.ack()
+                poison = await consumer.__anext__()
+                await poison.reject()
+                # A lease that runs out is fenced off.
+            letters = await client.dead_letters("e2e-dlq", "g")
+            assert [(d.body, d.reason) for d in letters] == [(b"poison", "rejected")]
+            assert await client.redrive("e2e-dlq", "g") == 1
+            async with client.consume("e2e-dlq", "g", prefetch=1) as consumer:
+                back = await consumer.__anext__()
+                assert (back.body, back.reason) == (b"poison", "redriven")
+                await asyncio.sleep(0.6)
+                with pytest.raises(StaleLeaseError):
+                    await back.ack()
+            status = await client.status()
+            assert status.role == "leader" and status.commit > 0
+
+    arun(scenario(), timeout=30)
+
+
+def test_sync_client(server: str) -> None:
+    with SyncClient(server) as client:
+        client.create_queue("e2e-sync")
+        assert [r.sequence for r in client.publish_many("e2e-sync", [b"a", b"b"])] == [1, 2]
+        with client.consume("e2e-sync", "g") as deliveries:
+            got = []
+            for delivery in deliveries:
+                got.append(delivery.body)
+                delivery.ack()
+                if len(got) == 2:
+                    break
+        assert got == [b"a", b"b"]
+        assert "e2e-sync" in client.queues()
+        client.delete_queue("e2e-sync")
+
+
+def test_publishes_survive_the_leader_being_killed(
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    cluster = launcher.LocalCluster(3, data_dir=tmp_path_factory.mktemp("e2e3"), cluster="e2e3")
+    try:
+        cluster.start(timeout=30)
+        leader = cluster.leader(timeout=30)
+
+        async def scenario() -> None:
+            seeds = list(cluster.addresses.values())
+            async with Client(seeds, timeout=20) as client:
+                await client.create_queue("e2e-failover")
+                bodies = [f"m{i}".encode() for i in range(2000)]
+                futures = [client.publish("e2e-failover", b) for b in bodies[:1000]]
+                await asyncio.sleep(0.02)
+                cluster.kill(leader)  # a crash, mid-stream
+                futures += [client.publish("e2e-failover", b) for b in bodies[1000:]]
+                receipts = await asyncio.gather(*futures)
+                assert client.leader != cluster.addresses[leader]
+                assert client.session.connects >= 2  # it followed the new leader
+                # Every message exactly once, in order.
+                assert sorted(r.sequence for r in receipts) == list(range(1, 2001))
+                got = []
+                async with client.consume("e2e-failover", "g", prefetch=500) as consumer:
+                    async for delivery in consumer:
+                        got.append(delivery.body)
+                        delivery.ack()
+                        if len(got) == 2000:
+                            break
+                assert got == bodies
+                assert (await client.stats("e2e-failover")).counters.published == 2000
+
+        arun(scenario(), timeout=60)
+    finally:
+        cluster.stop()
