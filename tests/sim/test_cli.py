@@ -77,7 +77,7 @@ def test_parallel_run_matches_serial() -> None:
 
 
 def test_demo_prints_a_verdict_table() -> None:
-    result = runner.invoke(app, ["demo", "--seeds", "2"])
+    result = runner.invoke(app, ["demo", "--simulated", "--seeds", "2"])
     assert result.exit_code == 0, result.output
     assert "held" in result.stdout
     assert "2 of 2 worlds passed" in result.stdout

@@ -7,7 +7,10 @@ promises held, as a table a newcomer can read.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import time
+from pathlib import Path
 
 import typer
 from rich.console import Console
@@ -16,12 +19,19 @@ from rich.table import Table
 from herald.sim.options import draw_options
 from herald.sim.runner import SimResult, run_seed
 
-HELP = """Show Herald's consensus core surviving seed-drawn faults, as a table.
+HELP = """Herald's demonstration: three delivery semantics side by side under real faults.
 
-Runs the deterministic simulator on SEEDS consecutive seeds. Each seed builds a
-cluster of 3-7 nodes on a network that loses, duplicates and reorders messages,
-and lets a nemesis partition, crash, pause and skew the clocks of the nodes
-while clients write. Every row is reproducible: `herald sim --seed S --trace`.
+Starts a local 3-node cluster of real processes (real fsync, a temporary
+directory) and runs the same workload three times: at-most-once (fire and
+forget), at-least-once (confirm, retry, ack after a non-idempotent effect) and
+effectively-once (Outbox, idempotent producer, Inbox). A nemesis SIGKILLs the
+leader and the consumer, including between an effect and its ack. Prints what
+was intended, what took effect, what was lost and duplicated; writes a PNG
+timeline and a JSON report under --out.
+
+--simulated shows the deterministic simulator's verdict table instead: SEEDS
+worlds of 3-7 nodes under seed-drawn faults, each replayable with
+`herald sim --seed S --trace`.
 """
 
 
@@ -45,9 +55,22 @@ def _faults(result: SimResult) -> str:
 
 
 def demo(
-    seeds: int = typer.Option(12, "--seeds", "-n", min=1, max=500, help="How many worlds."),
-    start: int = typer.Option(1, "--start", "-s", min=0, help="The first seed."),
+    duration: float = typer.Option(
+        45.0, "--duration", min=15.0, max=600.0, help="Upper bound of the whole demo (seconds)."
+    ),
+    messages: int = typer.Option(240, "--messages", min=20, help="Orders per semantics."),
+    seed: int | None = typer.Option(None, "--seed", help="Seed the nemesis's choices."),
+    out: str = typer.Option("out/demo", "--out", help="Where the report goes."),
+    as_json: bool = typer.Option(False, "--json", help="Print the summary as JSON."),
+    simulated: bool = typer.Option(
+        False, "--simulated", help="Instead: the deterministic simulator's verdict table."
+    ),
+    seeds: int = typer.Option(12, "--seeds", "-n", min=1, max=500, help="--simulated: worlds."),
+    start: int = typer.Option(1, "--start", "-s", min=0, help="--simulated: the first seed."),
 ) -> None:
+    if not simulated:
+        _real_demo(duration, messages, seed, Path(out), as_json)
+        return
     console = Console()
     console.print(
         "[bold]Herald[/bold] runs its Raft core in a deterministic simulator: every "
@@ -66,10 +89,10 @@ def demo(
     started = time.perf_counter()
     results = []
     with console.status("simulating..."):
-        for seed in range(start, start + seeds):
-            result = run_seed(seed)
+        for world in range(start, start + seeds):
+            result = run_seed(world)
             results.append(result)
-            options = draw_options(seed)
+            options = draw_options(world)
             network = options.network
             verdict = (
                 "[green]held[/green]"
@@ -77,7 +100,7 @@ def demo(
                 else f"[red]{result.verdict}: {result.detail}[/red]"
             )
             table.add_row(
-                str(seed),
+                str(world),
                 str(options.nodes),
                 f"loss {network.loss:.0%} dup {network.duplicate:.0%}",
                 _faults(result),
@@ -100,3 +123,30 @@ def demo(
     )
     if failed:
         raise typer.Exit(1)
+
+
+def _real_demo(duration: float, messages: int, seed: int | None, out: Path, as_json: bool) -> None:
+    from herald.demo.report import print_report, write_report
+    from herald.demo.run import run_demo
+
+    console = Console(stderr=as_json)
+    if not as_json:
+        console.print(
+            "[bold]Herald[/bold]: exactly-once delivery does not exist. Three ways of working, "
+            "the same cluster, the same faults: what is lost, what happens twice?\n"
+        )
+    with console.status("starting...") as status:
+        result = asyncio.run(
+            run_demo(
+                duration=duration,
+                messages=messages,
+                seed=seed,
+                report_dir=out,
+                progress=status.update,
+            )
+        )
+    write_report(result)
+    if as_json:
+        print(json.dumps(result.summary()))
+    else:
+        print_report(result, console)
