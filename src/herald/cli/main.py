@@ -6,7 +6,21 @@ import typer
 
 from herald import __version__
 
-from . import bench, check, cluster, consume, demo, dlq, lab, publish, queues, serve, sim, status
+from . import (
+    bench,
+    check,
+    cluster,
+    consume,
+    demo,
+    dlq,
+    lab,
+    publish,
+    queues,
+    serve,
+    sim,
+    status,
+    torture,
+)
 
 app = typer.Typer(
     name="herald",
@@ -21,6 +35,7 @@ app.command(name="lab", help=lab.HELP)(lab.lab)
 app.command(name="serve", help=serve.HELP)(serve.serve)
 app.command(name="cluster", help=cluster.HELP)(cluster.cluster)
 app.command(name="check", help=check.HELP)(check.check)
+app.command(name="torture", help=torture.HELP)(torture.torture)
 app.command(name="publish", help=publish.HELP)(publish.publish)
 app.command(name="consume", help=consume.HELP)(consume.consume)
 app.add_typer(queues.app, name="queues", help=queues.HELP)
