@@ -8,7 +8,7 @@ test named in the note instead.
 
 from __future__ import annotations
 
-#: (seed, fault kinds or None for all, note)
+#: (seed, fault kinds or None for all, note) -- the Raft workload.
 CORPUS: list[tuple[int, tuple[str, ...] | None, str]] = [
     (
         216,
@@ -64,5 +64,21 @@ CORPUS: list[tuple[int, tuple[str, ...] | None, str]] = [
         "marker; the retry saw a clean, shorter log and the node voted and applied with "
         "acknowledged entries missing (commit 390 past its last index 187). The marker "
         "is now durable before any cut",
+    ),
+]
+
+#: (seed, note) -- the queue workload (`herald sim --workload queue`).
+QUEUE_CORPUS: list[tuple[int, str]] = [
+    (
+        184,
+        "workload: producers started before every consumer group existed, so the first "
+        "message went only to the group that did (settled, then dropped); the checker "
+        "rightly reported it lost in the others. Setup now subscribes every group first",
+    ),
+    (
+        40,
+        "world: a node crashed inside propose (an armed before-fsync crash) and completed "
+        "the operation as unknown before the client had attached its callback, so setup "
+        "waited forever (liveness). The callback is now attached before the proposal runs",
     ),
 ]
