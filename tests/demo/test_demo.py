@@ -19,7 +19,7 @@ from herald.cli.main import app
 def test_the_demo_keeps_every_promise(tmp_path: Path) -> None:
     result = CliRunner().invoke(
         app,
-        ["demo", "--duration", "24", "--messages", "90", "--seed", "7", "--json",
+        ["demo", "--duration", "30", "--messages", "90", "--seed", "7", "--json",
          "--out", str(tmp_path)],
     )  # fmt: skip
     assert result.exit_code == 0, result.output

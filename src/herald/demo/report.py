@@ -21,20 +21,26 @@ _EXPECTED = {
 
 
 def print_report(result: DemoResult, console: Console) -> None:
-    table = Table(title="The same 3-node cluster, the same workload, the same faults")
+    table = Table(
+        title="The same 3-node cluster, the same workload, the same faults",
+        caption="kills: leader / consumer process",
+    )
     for column in (
         "semantics",
-        "orders intended",
+        "intended",
         "effects applied",
         "lost",
         "duplicated effects",
         "leader changes",
-        "faults",
+        "kills",
         "duration",
     ):
-        table.add_column(column, justify="left" if column == "semantics" else "right")
+        table.add_column(
+            column,
+            justify="left" if column == "semantics" else "right",
+            no_wrap=column == "semantics",
+        )
     for mode, run in result.modes.items():
-        faults = f"{run.leader_kills} leader + {run.consumer_kills} consumer kills"
         table.add_row(
             LABELS[mode],
             str(run.intended),
@@ -42,7 +48,7 @@ def print_report(result: DemoResult, console: Console) -> None:
             _emph(run.lost, mode == "at_most_once"),
             _emph(run.duplicated, mode == "at_least_once"),
             str(run.leader_changes),
-            faults,
+            f"{run.leader_kills} / {run.consumer_kills}",
             f"{run.duration:.1f} s",
         )
     console.print(table)
