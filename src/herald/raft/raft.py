@@ -27,11 +27,10 @@ from .config import Config
 from .log import RaftLog
 from .progress import Progress, ProgressState
 from .quorum import VoteResult, committed_index, quorum_size, vote_result
-from .read_only import ReadIndexRequest, ReadOnly
+from .read_only import ReadOnly
 from .storage import Storage
 from .types import (
     NONE,
-    ConfState,
     Entry,
     EntryKind,
     HardState,
@@ -142,9 +141,6 @@ class Raft:
 
     def soft_state(self) -> SoftState:
         return SoftState(self.lead, self.role)
-
-    def conf_state(self) -> ConfState:
-        return ConfState(self.voters)
 
     def promotable(self) -> bool:
         return self._is_voter and not self.recovering()
@@ -733,6 +729,3 @@ class Raft:
         progress.become_probe()
         # Wait for the follower's answer (or the next heartbeat) before probing.
         progress.probe_sent = True
-
-    def drop_read_requests(self) -> list[ReadIndexRequest]:
-        return self.read_only.clear()

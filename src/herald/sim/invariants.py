@@ -62,7 +62,6 @@ class RaftChecker:
         self._applied: dict[int, _Applied] = {}
         # Leader Completeness: term -> (highest index its leader committed, that entry's term).
         self._commits: dict[int, tuple[int, int]] = {}
-        self.leaders_checked = 0
 
     # -- Election Safety and Leader Completeness ---------------------------------------
 
@@ -85,7 +84,6 @@ class RaftChecker:
                 "election safety", f"nodes {known} and {node} both lead term {term}"
             )
         self.leaders[term] = node
-        self.leaders_checked += 1
         self._check_leader_completeness(node, raft)
         return True
 
