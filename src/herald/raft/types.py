@@ -140,6 +140,10 @@ class Message:
       ``context`` carries a read-index request id, echoed by the response.
     - SNAPSHOT: ``snapshot`` is the snapshot to install.
     - READ_INDEX: ``context`` is the request id; READ_INDEX_RESPONSE adds ``index``.
+
+    ``wall`` is not Raft's: the core never sets or reads it. A host may stamp
+    its wall clock (microseconds) on the messages it sends, so that the leader
+    can tell the time a majority of clocks agree on (``herald.node.clock``).
     """
 
     type: MessageType
@@ -156,6 +160,7 @@ class Message:
     snapshot: Snapshot | None = None
     context: bytes = b""
     transfer: bool = False
+    wall: int = 0
 
 
 @dataclass(frozen=True, slots=True)

@@ -100,7 +100,7 @@ from herald.wire.protocol import PROTOCOL_VERSION, ErrorInfo, Reply
 
 from .config import NodeConfig, parse_address
 from .connection import Connection
-from .convert import (
+from herald.node.convert import (
     WRITE_REQUESTS,
     command_for,
     dead_letter_wire,

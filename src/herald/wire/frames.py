@@ -193,6 +193,7 @@ def to_wire(message: Message) -> RaftMessage:
         ),
         context=message.context,
         transfer=message.transfer,
+        wall=message.wall,
     )
 
 
@@ -221,4 +222,5 @@ def from_wire(raw: RaftMessage) -> Message:
         ),
         context=raw.context,
         transfer=raw.transfer,
+        wall=raw.wall,
     )

@@ -26,7 +26,7 @@ which is backpressure, not an error).
 
 Writes (publish, subscribe, deliver, ack, nack, extend, reject, leave, redrive,
 queue administration) are answered once the command is committed (durable on a
-majority) and applied. Reads (queues, stats, dead letters, status) are
+majority) and applied. Reads (queues, stats, dead letters, peek, status) are
 linearizable: served after a read-index round. A node that is not the leader
 answers every request with a ``NotLeaderError`` naming the leader's address.
 
@@ -66,6 +66,8 @@ __all__ = [
     "Leave",
     "ListQueues",
     "Nack",
+    "Peek",
+    "PeekedMessage",
     "Publish",
     "PurgeQueue",
     "RaftEntry",
@@ -129,7 +131,8 @@ class Refused(msgspec.Struct, frozen=True, tag="refused"):
 class Publish(msgspec.Struct, frozen=True, tag="pub", array_like=True):
     """Publish one message. ``producer``/``sequence`` make retries idempotent;
     ``message_id`` is an idempotency key. Value: ``[queue, sequence, duplicate,
-    durability]``."""
+    durability, incarnation]`` (``incarnation`` tells a queue from an earlier
+    queue of the same name that was deleted)."""
 
     id: int
     queue: str
@@ -263,6 +266,20 @@ class Redrive(msgspec.Struct, frozen=True, tag="redrive", array_like=True):
     sequences: list[int] = []
 
 
+class Peek(msgspec.Struct, frozen=True, tag="peek", array_like=True):
+    """Look at a queue's messages without taking them: nothing is leased, no
+    delivery attempt is counted, nothing changes. With ``group``, the messages
+    that group has not settled, in sequence order, each with its state there;
+    with ``group`` empty, every message the queue retains. At most ``limit``
+    (0: the server's maximum, 1000). Served like the other reads (linearizable).
+    Value: ``list[PeekedMessage]``."""
+
+    id: int
+    queue: str
+    group: str = ""
+    limit: int = 10
+
+
 class ListQueues(msgspec.Struct, frozen=True, tag="queues", array_like=True):
     """Value: ``list[str]``."""
 
@@ -311,6 +328,7 @@ Request = (
     | ListQueues
     | Stats
     | DeadLetters
+    | Peek
     | Status
 )
 
@@ -345,6 +363,25 @@ class DeliveryWire(msgspec.Struct, frozen=True, array_like=True):
     deadline: int
     redelivery: bool
     reason: str | None  # why it came back: expired, nacked, consumer_gone
+    #: The queue's incarnation: a queue deleted and created again under the same
+    #: name numbers its messages from 1 again, under a new incarnation.
+    incarnation: int = 0
+
+
+class PeekedMessage(msgspec.Struct, frozen=True, array_like=True):
+    """One message as :class:`Peek` shows it (never leased by being shown)."""
+
+    sequence: int
+    body: bytes
+    headers: list[tuple[str, str]]
+    message_id: str | None
+    published_at: int
+    #: Deliveries so far in the peeked group (0 without a group).
+    attempts: int
+    #: In the peeked group: ``backlog`` (never delivered), ``ready`` (back for
+    #: redelivery), ``leased`` or ``delayed``; ``retained`` without a group.
+    state: str
+    incarnation: int
 
 
 class DeadLetter(msgspec.Struct, frozen=True):
@@ -392,3 +429,6 @@ class RaftMessage(msgspec.Struct, frozen=True, array_like=True):
     snapshot: RaftSnapshot | None = None
     context: bytes = b""
     transfer: bool = False
+    #: The sender's wall clock (microseconds) on heartbeat responses, from which
+    #: the leader derives the time it writes into the log (0: not given).
+    wall: int = 0
