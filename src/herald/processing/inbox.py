@@ -22,9 +22,31 @@ Identity
 --------
 
 A message is known by its queue and its idempotency key (``message_id``) when
-it has one (the Outbox always sets one), else by its queue and its broker
-sequence number. An idempotent producer never stores a retry twice, so the
-sequence number is stable across redeliveries.
+it has one (the Outbox always sets one): ``queue/message_id``. A key names the
+message, so it is the same across incarnations of the queue. Without a key, a
+message is known by its queue, the queue's *incarnation* and its broker
+sequence number: ``queue#incarnation#sequence``. An idempotent producer never
+stores a retry twice, so the sequence number is stable across redeliveries;
+the incarnation tells apart two queues of the same name (a queue deleted and
+created again numbers its messages from 1 again, under a new incarnation), so
+new messages are not mistaken for the old queue's.
+
+Incarnation 0 means "not known": a server that does not report incarnations
+sends 0, and a delivery object without an ``incarnation`` attribute counts as
+0. Such messages keep the key they always had, ``queue#sequence``, and with it
+the old weakness: after a queue is deleted and created again, its new messages
+without a key match the old queue's records (until those are purged) and are
+skipped.
+
+Upgrading: records written by versions before incarnations (``queue#sequence``)
+do not match the keys of deliveries that carry an incarnation. A message
+without a key that was processed before the upgrade and is *redelivered* after
+it (processed, then the consumer stopped before its ack landed) is processed
+again, once. Messages with a key are not affected. To avoid it, stop consumers
+cleanly (every processed delivery acknowledged) before upgrading. The old
+records are not consulted on purpose: they do not say which incarnation they
+belong to, and honouring them would skip the new messages of a queue recreated
+within ``retention`` of the upgrade -- the very loss this key prevents.
 
 Retention
 ---------
@@ -38,6 +60,9 @@ default). So keep ``retention`` above the queue's ``dedup_ttl`` plus the
 longest redelivery horizon you allow: the default, 7 days, covers the broker's
 defaults with room to spare. Purging earlier turns effectively-once back into
 at-least-once for anything older.
+
+Time comes from ``clock`` (``time.time`` by default, seconds): the simulator
+passes its own, so a run does not depend on the wall clock.
 """
 
 from __future__ import annotations
@@ -71,16 +96,32 @@ class MessageLike(Protocol):
     @property
     def message_id(self) -> str | None: ...
 
+    @property
+    def incarnation(self) -> int:
+        """The queue's incarnation (0: not known; read as 0 when the attribute is missing)."""
+        ...
+
 
 def message_key(message: MessageLike | str) -> str:
-    """The identity the Inbox records: ``queue/key`` or ``queue#sequence``."""
+    """The identity the Inbox records: ``queue/message_id`` for a message with a key,
+    else ``queue#incarnation#sequence`` (``queue#sequence`` for incarnation 0).
+
+    A string is taken as the key itself. Raises UsageError for an empty string
+    or an incarnation that is not a non-negative integer.
+    """
     if isinstance(message, str):
         if not message:
             raise UsageError("a message key must not be empty")
         return message
     if message.message_id:
         return f"{message.queue}/{message.message_id}"
-    return f"{message.queue}#{message.sequence}"
+    # Objects written before incarnations existed lack the attribute: they key as before.
+    incarnation = getattr(message, "incarnation", 0)
+    if not isinstance(incarnation, int) or isinstance(incarnation, bool) or incarnation < 0:
+        raise UsageError(f"a delivery's incarnation must be an int >= 0, not {incarnation!r}")
+    if incarnation == 0:
+        return f"{message.queue}#{message.sequence}"
+    return f"{message.queue}#{incarnation}#{message.sequence}"
 
 
 @dataclass(slots=True)
@@ -119,6 +160,7 @@ class Inbox:
         retention: float = 7 * DAY,
         purge_every: int = 10_000,
         table: str = "herald_inbox",
+        clock: Callable[[], float] = time.time,
     ) -> None:
         if not table.replace("_", "").isalnum():
             raise UsageError(f"table name {table!r} must be letters, digits and underscores")
@@ -129,6 +171,7 @@ class Inbox:
         self.retention = retention
         self.purge_every = purge_every
         self.table = table
+        self.clock = clock
         self._since_purge = 0
         database.execute_script(
             [
@@ -172,7 +215,7 @@ class Inbox:
         """
         key = message_key(message)
         with self.database.transaction() as cursor:
-            cursor.execute(self._insert, (self.name, key, time.time()))
+            cursor.execute(self._insert, (self.name, key, self.clock()))
             yield InboxTransaction(cursor, duplicate=cursor.rowcount == 0, key=key)
         self._maybe_purge()
 
@@ -206,7 +249,7 @@ class Inbox:
     def purge(self, older_than: float | None = None) -> int:
         """Delete records processed more than ``older_than`` seconds ago (default:
         ``retention``); returns how many."""
-        horizon = time.time() - (self.retention if older_than is None else older_than)
+        horizon = self.clock() - (self.retention if older_than is None else older_than)
         with self.database.transaction() as cursor:
             cursor.execute(
                 self.database.sql(f"DELETE FROM {self.table} WHERE name = ? AND processed_at < ?"),
