@@ -201,7 +201,9 @@ class BrokerError(HeraldError):
     """Base class of the answers the broker gives to a command it refuses.
 
     A refused command changed nothing (beyond the clock advance its timestamp
-    carries, which any command, refused or not, performs).
+    carries, which any command, refused or not, performs), except a refused
+    publish of an idempotent producer, which consumes its sequence number: a
+    retry of that number gets the same refusal.
     """
 
     def __eq__(self, other: object) -> bool:
@@ -266,7 +268,11 @@ class QueueFullError(BrokerError):
 
 
 class ProducerSequenceGapError(BrokerError):
-    """An idempotent producer skipped a sequence number; resend from ``expected``."""
+    """An idempotent producer skipped a sequence number; resend from ``expected``.
+
+    Only a producer the broker knows can skip: ``expected`` is its last applied
+    number + 1. Nothing was recorded, so the refused number is still unused.
+    """
 
     def __init__(self, queue: str, producer: str, expected: int, got: int) -> None:
         super().__init__(
@@ -279,10 +285,12 @@ class ProducerSequenceGapError(BrokerError):
 
 
 class ProducerSequenceStaleError(BrokerError):
-    """A retry of a sequence number older than the receipts the broker remembers.
+    """A sequence number older than the outcomes the broker remembers.
 
-    The message *was* published earlier (the sequence number was used), but its
-    receipt has been forgotten; the retry was not published again.
+    The number was applied before -- its publish was stored, or refused -- and
+    the broker no longer remembers which: the outcome of that publish is
+    unknown. This retry was not applied again (nothing was stored). ``oldest``
+    is the oldest number whose outcome is still remembered.
     """
 
     def __init__(self, queue: str, producer: str, sequence: int, oldest: int) -> None:

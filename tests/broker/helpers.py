@@ -8,6 +8,8 @@ from typing import Any, TypeVar
 from herald.broker import (
     SECOND,
     Ack,
+    Batch,
+    BatchResult,
     Broker,
     Command,
     CreateQueue,
@@ -22,10 +24,44 @@ from herald.broker import (
     Tick,
     encode,
 )
+from herald.broker.state import Producer, Queue
 from herald.errors import BrokerError
 from herald.raft import Entry
 
 T = TypeVar("T")
+
+
+class LeavesRefusedNumbersFree(Broker):
+    """The broker as it was before refusals consumed producer numbers (a planted bug):
+    a refused publish leaves no trace, so its number is taken again later."""
+
+    def _record_refusal(
+        self,
+        queue: Queue,
+        name: str,
+        producer: Producer | None,
+        number: int,
+        refusal: BrokerError,
+    ) -> None:
+        pass
+
+
+class AdvancesTheClockToTheBatchTime(Broker):
+    """The broker as it was before a Batch stopped moving the clock (a planted bug)."""
+
+    def _batch(self, command: Batch) -> BatchResult:
+        self._advance_clock(command.time)
+        return super()._batch(command)
+
+
+def without_producers(broker: Broker) -> bytes:
+    """A snapshot of the broker with every producer table and its counter left out."""
+    twin = Broker()
+    twin.restore(broker.snapshot(), broker.applied_index)
+    for queue in twin._state.queues.values():
+        queue.producers.clear()
+        queue.counters.duplicates_by_producer = 0
+    return twin.snapshot()
 
 
 class Driver:
@@ -54,6 +90,22 @@ class Driver:
     def ok(self, expected: type[T], command_type: type[Command], *args: Any, **kwargs: Any) -> T:
         result = self.do(command_type, *args, **kwargs)
         assert isinstance(result, expected), result
+        return result
+
+    def refuses_publish(self, error: type[BrokerError], *args: Any, **kwargs: Any) -> BrokerError:
+        """The producer's publish is refused with ``error``, which uses up its number:
+        beyond the clock, only the producer's record changes."""
+        kwargs.setdefault("time", self.time)
+        command = Publish(*args, **kwargs)
+        assert command.producer is not None
+        twin = Broker()
+        twin.restore(self.broker.snapshot(), self.index)
+        twin.execute(Tick(time=command.time))
+        result = self.run(command)
+        assert isinstance(result, error), result
+        assert without_producers(self.broker) == without_producers(twin)
+        producer = self.broker._state.queues[command.queue].producers[command.producer]
+        assert producer.last_sequence >= command.producer_sequence
         return result
 
     def fails(

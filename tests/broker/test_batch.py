@@ -1,4 +1,5 @@
-"""A Batch applies its commands in order, one result each, as separate entries would."""
+"""A Batch applies its commands in order, one result each, as separate entries would
+(each at its own time: the batch's own time moves nothing)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,19 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from herald.broker import (
+    SECOND,
     Ack,
+    Acked,
     Batch,
     BatchResult,
     Broker,
+    Command,
     CreateQueue,
     Deliver,
     Deliveries,
+    Delivery,
     Publish,
+    QueueOptions,
     Receipt,
     Subscribe,
     Tick,
@@ -22,8 +28,15 @@ from herald.broker import (
     encode,
     encode_batch,
 )
-from herald.errors import InvalidCommandError, MalformedCommandError, UnknownQueueError
+from herald.errors import (
+    InvalidCommandError,
+    MalformedCommandError,
+    StaleLeaseError,
+    UnknownQueueError,
+)
 from herald.raft import Entry
+
+from .helpers import AdvancesTheClockToTheBatchTime
 
 
 def setup() -> list[object]:
@@ -116,3 +129,60 @@ def test_truncated_batches_are_malformed(cut: int) -> None:
         decode(data[:-cut])
     broker = Broker()
     assert isinstance(broker.apply(Entry(1, 1, data[:-cut])), MalformedCommandError)
+
+
+# -- time: a batch is not a moment --------------------------------------------------------------
+
+LEASE = SECOND
+
+
+def leased(broker: Broker) -> Delivery:
+    """A queue with one message leased at t=100 until 100 + LEASE."""
+    commands: list[Command] = [
+        CreateQueue("q", QueueOptions(lease_duration=LEASE), time=1),
+        Subscribe("q", "g", "c", time=1),
+        Publish("q", b"m", time=50),
+        Deliver("q", "g", "c", time=100),
+    ]
+    result: object = None
+    for index, command in enumerate(commands, start=1):
+        result = broker.apply(Entry(1, index, encode(command)))
+    assert isinstance(result, Deliveries)
+    [delivery] = result.deliveries
+    assert delivery.deadline == 100 + LEASE
+    return delivery
+
+
+def late_batch(delivery: Delivery) -> Batch:
+    # The ack arrived before the deadline; the leader proposed the batch after it.
+    ack = Ack("q", "g", delivery.sequence, delivery.token, time=delivery.deadline - 1)
+    return Batch((ack, Tick(time=delivery.deadline - 1)), time=delivery.deadline + 10)
+
+
+def test_an_ack_in_time_is_in_time_even_in_a_batch_proposed_late() -> None:
+    broker = Broker()
+    delivery = leased(broker)
+    result = broker.apply(Entry(1, 5, encode(late_batch(delivery))))
+    assert isinstance(result, BatchResult)
+    assert isinstance(result.results[0], Acked)
+    # The batch's own time moved nothing: the clock is the inner commands' latest.
+    assert broker.now == delivery.deadline - 1
+    assert broker.stats("q").counters.expired == 0
+
+
+def test_a_batch_fires_no_timer_by_itself() -> None:
+    broker = Broker()
+    delivery = leased(broker)
+    batch = Batch((Tick(time=200),), time=delivery.deadline + SECOND)
+    broker.apply(Entry(1, 5, encode(batch)))
+    assert broker.now == 200
+    assert broker.stats("q").groups[0].in_flight == 1  # the lease is still held
+
+
+def test_the_planted_bug_hook_advances_to_the_batch_time() -> None:
+    # The simulator's planted-bug tests rely on this override restoring the old bug.
+    broker = AdvancesTheClockToTheBatchTime()
+    delivery = leased(broker)
+    result = broker.apply(Entry(1, 5, encode(late_batch(delivery))))
+    assert isinstance(result, BatchResult)
+    assert isinstance(result.results[0], StaleLeaseError)

@@ -4,9 +4,13 @@
   byte-identical snapshots, whether they applied it all or restored a snapshot
   taken anywhere in the middle and applied the rest.
 - A refused command changes nothing but the clock: the state after it equals
-  the state after a Tick with the same timestamp.
+  the state after a Tick with the same timestamp -- except that a producer's
+  publish refused once its queue was found (not as a gap or a stale number)
+  uses up its number: then only that producer's record differs, and a retry,
+  even on a replica restored from a snapshot, is answered with an equal error.
 - The structural invariants hold after every command; attempt numbers of a
-  message never go backwards; nothing acked is delivered again.
+  message never go backwards; nothing acked is delivered again; peek shows the
+  first unsettled (or retained) messages in sequence order.
 """
 
 from __future__ import annotations
@@ -39,8 +43,15 @@ from herald.broker import (
     Tick,
     encode,
 )
-from herald.errors import BrokerError
+from herald.errors import (
+    BrokerError,
+    ProducerSequenceGapError,
+    ProducerSequenceStaleError,
+    UnknownQueueError,
+)
 from herald.raft import Entry
+
+from .helpers import without_producers
 
 QUEUES = ("a", "b")
 GROUPS = ("g", "h")
@@ -49,6 +60,7 @@ STEPS = (0, 0, 0, 1_000, 100_000, SECOND, SECOND, 3 * SECOND, 10 * SECOND, -5 * 
 
 small_options = st.builds(
     QueueOptions,
+    max_message_bytes=st.sampled_from([1024, 1024, 2]),
     max_length=st.sampled_from([None, 4]),
     max_deliveries=st.integers(1, 3),
     dedup_ttl=st.sampled_from([None, 5 * SECOND]),
@@ -156,6 +168,26 @@ class Scenario:
                 )
 
 
+def consumes_its_number(command: Command, result: BrokerError) -> bool:
+    unrecorded = (UnknownQueueError, ProducerSequenceGapError, ProducerSequenceStaleError)
+    return (
+        isinstance(command, Publish)
+        and command.producer is not None
+        and not isinstance(result, unrecorded)
+    )
+
+
+def check_peek(broker: Broker) -> None:
+    """Peek shows the first unsettled (or retained) messages, as the state holds them."""
+    for name, queue in broker._state.queues.items():
+        limit = 3
+        retained = sorted(queue.messages)[:limit]
+        assert [p.sequence for p in broker.peek(name, None, limit)] == retained
+        for group in queue.groups.values():
+            unsettled = sorted([*group.backlog, *group.pending])[:limit]
+            assert [p.sequence for p in broker.peek(name, group.name, limit)] == unsettled
+
+
 def clone(broker: Broker) -> Broker:
     twin = Broker()
     twin.restore(broker.snapshot(), broker.applied_index)
@@ -188,7 +220,11 @@ def test_replicas_agree_and_refusals_change_nothing(data: st.DataObject) -> None
         scenario.observe(result)
         if isinstance(result, BrokerError):
             twin.apply(Entry(1, index, encode(Tick(time=command.time))))
-            assert twin.snapshot() == leader.snapshot(), (command, result)
+            if consumes_its_number(command, result):
+                assert without_producers(twin) == without_producers(leader), (command, result)
+                assert clone(leader).apply(entry) == result, "a retry got another answer"
+            else:
+                assert twin.snapshot() == leader.snapshot(), (command, result)
         if late is not None:
             assert late.apply(entry) == result
         elif index == restore_at:
@@ -215,6 +251,7 @@ def test_replicas_agree_and_refusals_change_nothing(data: st.DataObject) -> None
                 attempts[key] = delivery.attempt
         if isinstance(result, Acked):
             acked.add((result.queue, result.group, result.sequence))
+        check_peek(leader)
 
     follower = Broker()
     for entry in log:

@@ -26,7 +26,7 @@ def test_receipt_is_replicated_never_more() -> None:
     d = Driver()
     d.queue()
     r = receipt(d)
-    assert r == Receipt("q", 1, False, Durability.REPLICATED)
+    assert r == Receipt("q", 1, False, Durability.REPLICATED, 1)
     # Only the host, which knows its fsync discipline, may claim durable.
     assert r.with_durability(Durability.DURABLE).durability is Durability.DURABLE
     assert r.with_durability(Durability.ACCEPTED) is r
@@ -52,7 +52,7 @@ def test_a_retry_returns_the_original_receipt_and_stores_nothing() -> None:
     second = receipt(d, producer="p", producer_sequence=2)
     for _ in range(3):  # any number of retries, in any order
         assert receipt(d, producer="p", producer_sequence=2) == Receipt(
-            "q", second.sequence, True, Durability.REPLICATED
+            "q", second.sequence, True, Durability.REPLICATED, second.incarnation
         )
         assert receipt(d, producer="p", producer_sequence=1).sequence == first.sequence
     stats = d.broker.stats("q")
@@ -139,7 +139,9 @@ def test_a_repeated_message_id_returns_the_original_receipt() -> None:
     d.queue()
     original = receipt(d, message_id="order-17")
     again = receipt(d, body=b"different body", message_id="order-17")
-    assert again == Receipt("q", original.sequence, True, Durability.REPLICATED)
+    assert again == Receipt(
+        "q", original.sequence, True, Durability.REPLICATED, original.incarnation
+    )
     assert d.broker.message("q", original.sequence).body == b"m"
     assert d.broker.stats("q").counters.duplicates_by_key == 1
 

@@ -12,6 +12,7 @@ from herald.broker import (
     DeleteGroup,
     DeleteQueue,
     Deliver,
+    DeliveryMode,
     Extend,
     Heartbeat,
     Leave,
@@ -22,6 +23,7 @@ from herald.broker import (
     QueueDeleted,
     QueueOptions,
     QueuePurged,
+    Receipt,
     Redrive,
     Reject,
     Subscribe,
@@ -77,6 +79,30 @@ def test_delete_forgets_everything() -> None:
     d.advance(120 * SECOND)
     stats = d.broker.stats("q")
     assert (stats.idempotency_keys, stats.length, stats.counters.expired) == (1, 1, 0)
+
+
+def test_receipts_and_deliveries_carry_the_queue_incarnation() -> None:
+    d = Driver()
+    d.queue()
+    d.subscribe("c1")
+    d.subscribe("c2", group="h", mode=DeliveryMode.AT_MOST_ONCE)
+    first = d.ok(Receipt, Publish, "q", b"old", producer="p", producer_sequence=1)
+    [leased] = d.deliver("c1")
+    [settled] = d.deliver("c2", group="h")
+    assert leased.incarnation == settled.incarnation == first.incarnation
+    d.do(DeleteQueue, "q")
+    d.queue()
+    d.subscribe("c1")
+    d.subscribe("c2", group="h", mode=DeliveryMode.AT_MOST_ONCE)
+    # The namesake numbers from 1 again; the incarnation tells the two apart.
+    second = d.ok(Receipt, Publish, "q", b"new", producer="p", producer_sequence=1)
+    assert second.sequence == first.sequence == 1
+    assert second.incarnation > first.incarnation
+    retry = d.ok(Receipt, Publish, "q", b"new", producer="p", producer_sequence=1)
+    assert retry.duplicate and retry.incarnation == second.incarnation
+    [leased] = d.deliver("c1")
+    [settled] = d.deliver("c2", group="h")
+    assert leased.incarnation == settled.incarnation == second.incarnation
 
 
 def test_purge_drops_messages_and_kills_leases_but_keeps_keys() -> None:

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from herald.broker import (
+    MIB,
     SECOND,
     Ack,
     Broker,
@@ -19,13 +20,20 @@ from herald.broker import (
     DeliveryMode,
     Nack,
     Publish,
+    QueueOptions,
+    Receipt,
     Reject,
     Subscribe,
     decode,
     encode,
 )
-from herald.broker.snapshot import MAGIC
-from herald.errors import BrokerSnapshotError
+from herald.broker.snapshot import MAGIC, VERSION
+from herald.errors import (
+    BrokerSnapshotError,
+    MessageTooLargeError,
+    ProducerSequenceGapError,
+    QueueFullError,
+)
 from herald.node.host import DurableState, NodeHost
 from herald.raft import Config, Entry, HardState, Message, Snapshot
 
@@ -48,6 +56,13 @@ def rich_state() -> Driver:
             producer_sequence=n + 1 if n < 4 else 0,
         )
     d.publish("other", b"x", message_id="k")
+    # Refused publishes of a producer are remembered too (MessageTooLargeError, QueueFullError).
+    d.refuses_publish(
+        MessageTooLargeError, "q", b"x" * (MIB + 1), producer="p", producer_sequence=5
+    )
+    for _ in range(9):
+        d.publish("other", b"y")
+    d.refuses_publish(QueueFullError, "other", b"z", producer="r", producer_sequence=3)
     held = d.deliver("c1", n=4, lease=5 * SECOND)
     d.ack(held[0])
     d.do(Nack, "q", "g", held[1].sequence, held[1].token, 10 * SECOND)
@@ -83,7 +98,7 @@ def test_round_trip_of_a_rich_state() -> None:
         lambda b: b[:-1],
         lambda b: b + b"\0",
         lambda b: b"XXXXXXXX" + b[8:],
-        lambda b: b[:8] + b"\x02\0\0\0" + b[12:],
+        lambda b: b[:8] + b"\x03\0\0\0" + b[12:],
         lambda b: b[: len(b) // 2],
         lambda b: b"",
     ],
@@ -109,10 +124,72 @@ def test_damaged_snapshots_restore_exactly_or_raise_the_typed_error(data: st.Dat
     except BrokerSnapshotError:
         return
     broker.check_invariants()
+    if blob[8:12] == b"\x01\0\0\0":
+        return  # read as the older version, so written anew as the current one
     assert broker.snapshot() == bytes(blob)  # if it loaded, it is canonical
 
 
 SNAPSHOT = rich_state().broker.snapshot()
+
+
+def test_refusals_round_trip_as_equal_errors() -> None:
+    d = rich_state()
+    restored = Broker()
+    restored.restore(d.broker.snapshot(), d.index)
+    for queue, producer, number in (("q", "p", 5), ("other", "r", 3)):
+        command = Publish(queue, b"", producer=producer, producer_sequence=number, time=d.time)
+        original, again = d.broker.execute(command), restored.execute(command)
+        assert isinstance(original, (MessageTooLargeError, QueueFullError))
+        assert again == original and vars(again) == vars(original)
+    assert restored.snapshot() == d.broker.snapshot()
+
+
+def test_snapshot_refusals_of_an_unknown_error_class_are_refused() -> None:
+    blob = rich_state().broker.snapshot()
+    assert b"QueueFullError" in blob
+    with pytest.raises(BrokerSnapshotError):
+        Broker().restore(blob.replace(b"QueueFullError", b"QueueFullErrox"), 1)
+
+
+# Written by version 1 (before refusals were remembered) from VERSION_1_LOG.
+VERSION_1_LOG = (
+    CreateQueue("q", QueueOptions(producer_window=2), time=1_000),
+    Subscribe("q", "g", "c", time=1_000),
+    Publish("q", b"a", producer="p", producer_sequence=1, time=2_000),
+    Publish("q", b"b", message_id="k", producer="p", producer_sequence=2, time=3_000),
+    Publish("q", b"c", producer="p", producer_sequence=3, time=4_000),
+    Deliver("q", "g", "c", 1, time=5_000),
+)
+VERSION_1_SNAPSHOT = bytes.fromhex(
+    "4842524b534e4150010000008813000000000000020000000000000003000000000000000100000001000000"
+    "7100001000000000000000000000000000000000000000000005000000000000000060d71d1400000080c3c9"
+    "010000000002000000000000000060d71d140000000100000000000000040000000000000003000000000000"
+    "0000000000000000000000000000000000010000000000000000000000000000000000000000000000000000"
+    "0000000000000000000000000000000000000000000000000000000000000000000000000000000000000000"
+    "00000000000000000000000000000000000000000000000000030000000100000000000000d0070000000000"
+    "00ffffffff0100000070010000006100000000010000000200000000000000b80b000000000000010000006b"
+    "0100000070010000006200000000010000000300000000000000a00f000000000000ffffffff010000007001"
+    "00000063000000000100000001000000010000006b0200000000000000b86bd71d1400000001000000010000"
+    "00700300000000000000a00f0000000000000200000002000000000000000300000000000000010000000100"
+    "0000670100000000000000010000000000000002000000020000000000000003000000000000000100000001"
+    "00000000000000010000000000000001010000000000000008d7c90100000000010000006300000000000000"
+    "0000010000000100000001000000000000000100000063881300000000000008d7c90100000000060000006c"
+    "65617365640100000001000000630080c3c901000000008813000000000000020000000000000000000000"
+)
+
+
+def test_a_version_1_snapshot_is_read_as_the_state_its_log_makes() -> None:
+    assert VERSION == 2 and VERSION_1_SNAPSHOT[8] == 1
+    old = Broker()
+    old.restore(VERSION_1_SNAPSHOT, len(VERSION_1_LOG))
+    replayed = Broker()
+    for index, command in enumerate(VERSION_1_LOG, start=1):
+        replayed.apply(Entry(1, index, encode(command)))
+    assert old.snapshot() == replayed.snapshot()
+    again = old.execute(Publish("q", b"c", producer="p", producer_sequence=3, time=6_000))
+    assert isinstance(again, Receipt) and again.duplicate and again.sequence == 3
+    gap = old.execute(Publish("q", b"e", producer="p", producer_sequence=5, time=6_000))
+    assert isinstance(gap, ProducerSequenceGapError)
 
 
 def test_stale_timers_are_swept() -> None:
@@ -163,6 +240,9 @@ class MemoryLogStore:
     def save_snapshot(self, snapshot: Snapshot) -> None:
         self.snapshot = snapshot
         self.entries = [e for e in self.entries if e.index > snapshot.index]
+
+    def mark_recovered(self) -> None:
+        pass  # never recovering: load() reports no recovering_term
 
 
 class NoTransport:

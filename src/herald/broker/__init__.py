@@ -28,7 +28,7 @@ from .commands import (
     Subscribe,
     Tick,
 )
-from .machine import Broker, Result
+from .machine import PEEK_LIMIT, Broker, Result
 from .model import (
     DAY,
     HOUR,
@@ -52,6 +52,8 @@ from .model import (
     Left,
     Message,
     Nacked,
+    Peeked,
+    PeekState,
     QueueCounters,
     QueueCreated,
     QueueDeleted,
@@ -73,6 +75,7 @@ __all__ = [
     "MIB",
     "MILLISECOND",
     "MINUTE",
+    "PEEK_LIMIT",
     "SECOND",
     "Ack",
     "Acked",
@@ -101,6 +104,8 @@ __all__ = [
     "Message",
     "Nack",
     "Nacked",
+    "PeekState",
+    "Peeked",
     "Publish",
     "PurgeQueue",
     "QueueCounters",

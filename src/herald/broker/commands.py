@@ -128,9 +128,11 @@ class Publish(Command):
     ``message_id``: an optional idempotency key; a second publish with the same
     id within the queue's ``dedup_ttl`` returns the original receipt.
     ``producer``/``producer_sequence``: an idempotent producer numbers its
-    messages to one queue 1, 2, 3, ...; a retry of a remembered number returns
-    the original receipt, a gap is refused (see :mod:`herald.broker.machine`).
-    Without a producer, ``producer_sequence`` must be 0.
+    publishes to one queue 1, 2, 3, ...; each number is applied once, stored or
+    refused, and a retry of a remembered number gets that same answer (the
+    original receipt, or an equal refusal); a gap is refused (see
+    :mod:`herald.broker.machine`). Without a producer, ``producer_sequence``
+    must be 0.
     """
 
     queue: str
@@ -324,8 +326,9 @@ class Batch(Command):
 
     A leader groups the requests that arrive together into one entry (one
     append, one fsync, one replication round), which is where a replicated
-    queue's throughput comes from. Each inner command keeps its own ``time``;
-    a batch cannot hold another batch.
+    queue's throughput comes from. Each inner command keeps its own ``time``
+    and moves the clock to it; the batch's own ``time`` (when it was proposed)
+    moves nothing. A batch cannot hold another batch.
     """
 
     commands: tuple[Command, ...] = ()

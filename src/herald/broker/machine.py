@@ -43,29 +43,73 @@ only delay expiries; one whose clock runs ahead expires leases early in real
 time, which costs redeliveries (counted, marked, with the old token fenced
 off), never safety.
 
+A :class:`~herald.broker.commands.Batch` is not a moment: its own timestamp
+(when the leader proposed it) moves nothing and fires no timer. Each inner
+command advances the clock to its own time, exactly as if it had its own
+entry. Advancing to the batch's time first would apply an ack stamped before
+its lease's deadline *after* that deadline, in a batch proposed just past it,
+and refuse it as stale although it arrived in time. (``_batch`` is the one
+place a test subclass has to change to put that bug back.)
+
 A command the broker refuses (every :class:`~herald.errors.BrokerError`) is
 answered with that error as its result, identically on every replica, and
 changes nothing -- except the clock advance its timestamp carries, which is
-exactly what a ``Tick`` with the same timestamp would do.
+exactly what a ``Tick`` with the same timestamp would do, and except that a
+refused publish of an idempotent producer consumes its number (below).
 
 Idempotent producers
 --------------------
 
-A producer numbers its messages to one queue 1, 2, 3, ... (it may start at any
-number the first time the broker hears of it). The broker keeps, per producer
-and queue, the last number and the receipts of the last ``producer_window``
-publishes (default 5, like Kafka's in-flight batches):
+A producer numbers its publishes to one queue 1, 2, 3, ... A number names one
+publish: the first time the broker applies it decides its outcome -- stored, a
+duplicate of an idempotency key, or refused (too large, queue full: any
+refusal once the queue is found) -- and the broker remembers that outcome.
+Per producer and queue it keeps the last number and the outcomes of the last
+``producer_window`` numbers (default 1000, the client's in-flight limit),
+refusals counted like the others:
 
-- the next number is published;
-- a remembered number is a retry: the original receipt, ``duplicate=True``;
-- an older number is refused with ``ProducerSequenceStaleError`` (it was
-  published; its receipt is forgotten);
-- a gap is refused with ``ProducerSequenceGapError`` naming the expected
-  number. Refusing gaps keeps a producer's messages in order and means a lost
+- the next number (last + 1) is applied, and its outcome recorded, refusal
+  or not: a refusal creates the producer if it was unknown and advances its
+  last number, like a stored message;
+- a remembered number is a retry, answered with exactly its outcome: the
+  original receipt with ``duplicate=True``, or an error equal to the original
+  refusal (same class, same message and attributes), even across a snapshot.
+  Nothing is applied again; a refused number stays refused, so the producer
+  publishes that body again under a new number if it wants to;
+- an older number is refused with ``ProducerSequenceStaleError``: it was
+  applied (stored or refused) and the broker no longer remembers which, so
+  its outcome is unknown;
+- a gap (a known producer, number > last + 1) is refused with
+  ``ProducerSequenceGapError`` naming the expected number, and records
+  nothing. Refusing gaps keeps a producer's messages in order and means a lost
   request is never silently skipped: the producer resends from the gap.
+- an unknown queue is refused with ``UnknownQueueError`` and records nothing:
+  there is no queue to remember it in.
 
-A producer unheard of for ``producer_ttl`` (default 24 h) is forgotten; a retry
-arriving after that is published again. That is the price of bounded memory.
+Why recording refusals matters: a client pipelines publishes 1, 2, 3. If a
+refusal of 1 left the number free, 2 would be taken as the first number of
+the producer, and a client that then reused the free number for the next
+message would have that message answered with another's receipt -- a
+confirmed publish that was never stored. With refusals recorded, every number
+has one outcome for good, and a client never renumbers a publish it sent.
+
+Any number is accepted as the *first* number of a producer the broker does
+not know: a client whose producer was forgotten after ``producer_ttl``, or
+whose queue was deleted and created again, goes on numbering where it was.
+That is safe because a producer's numbers reach the log in the order the
+client sent them: the client sends in order, on one connection at a time, and
+resends in order, never renumbering; the server never lets a later write of
+a connection overtake an earlier one it turned away. So when number n of a
+producer is applied, every number the client sent before n was applied before
+it, and -- refusals consuming numbers -- recorded. If the producer is unknown
+at n, n is its first number or the broker forgot the producer since; either
+way no lower number can still be "free" behind n, waiting to be applied and
+answered with a receipt that is not its own. (A lower number arriving anyway
+is refused as stale.)
+
+A producer unheard of for ``producer_ttl`` (default 24 h) is forgotten,
+whether its window holds receipts or refusals; a retry arriving after that is
+applied again. That is the price of bounded memory.
 
 Idempotency keys
 ----------------
@@ -101,8 +145,9 @@ group retains everything it is sent (up to its limits).
 from __future__ import annotations
 
 import heapq
-from collections.abc import Callable
-from typing import Any, TypeAlias
+from collections.abc import Callable, Iterator
+from itertools import islice
+from typing import Any, Final, TypeAlias
 
 from herald.errors import (
     AlreadySettledError,
@@ -160,6 +205,8 @@ from .model import (
     Left,
     Message,
     Nacked,
+    Peeked,
+    PeekState,
     QueueCreated,
     QueueDeleted,
     QueueOptions,
@@ -186,14 +233,16 @@ from .state import (
     BrokerState,
     Consumer,
     Group,
+    Outcome,
     Pending,
     Producer,
     Queue,
+    Refusal,
     Stored,
     Timer,
 )
 
-__all__ = ["Broker", "Result"]
+__all__ = ["PEEK_LIMIT", "Broker", "Result"]
 
 #: What applying one command yields: a value, or the BrokerError refusing it.
 Result: TypeAlias = (
@@ -220,6 +269,9 @@ _AT_MOST_ONCE = DeliveryMode.AT_MOST_ONCE
 _AT_LEAST_ONCE = DeliveryMode.AT_LEAST_ONCE
 # Stale timers are swept out of the heap once they are this many, and half of it.
 _SWEEP_AT = 4096
+#: The most messages one peek shows (and what a limit of 0 or less means).
+PEEK_LIMIT: Final = 1000
+_PEEK_STATES: Final[dict[int, PeekState]] = {LEASED: "leased", READY: "ready", DELAYED: "delayed"}
 
 
 class Broker:
@@ -279,26 +331,36 @@ class Broker:
 
     def execute(self, command: Command) -> Result:
         """Apply an already decoded command (what ``apply`` does after decoding)."""
-        handler = self._handlers.get(type(command))
+        command_type = type(command)
+        handler = self._handlers.get(command_type)
         if handler is None:
-            return InvalidCommandError(f"not a broker command: {type(command).__name__}")
-        state = self._state
-        if command.time > state.now:
-            state.now = command.time
-            timers = state.timers
-            if timers and timers[0][0] <= command.time:
-                self._fire_due_timers()
+            return InvalidCommandError(f"not a broker command: {command_type.__name__}")
+        if command_type is not Batch:  # a batch is not a moment: see _batch
+            self._advance_clock(command.time)
         try:
             return handler(command)
         except BrokerError as error:
             return error
         finally:
-            if self._garbage > _SWEEP_AT and 2 * self._garbage > len(state.timers):
+            if self._garbage > _SWEEP_AT and 2 * self._garbage > len(self._state.timers):
                 self._sweep_timers()
 
+    def _advance_clock(self, time: int) -> None:
+        """Move the clock to ``time`` (never back) and fire every timer due by then."""
+        state = self._state
+        if time > state.now:
+            state.now = time
+            timers = state.timers
+            if timers and timers[0][0] <= time:
+                self._fire_due_timers()
+
     def _batch(self, command: Batch) -> BatchResult:
-        # Each inner command is applied as if it had its own entry: its own
-        # timers fire, its own refusal is its own result and changes nothing.
+        # Each inner command is applied as if it had its own entry: it advances
+        # the clock to its own time and fires its own timers; its refusal is its
+        # own result. The batch's time is only when the leader proposed it:
+        # advancing to it first would expire a lease an inner ack, stamped
+        # before the deadline, was in time for. (A test subclass that calls
+        # self._advance_clock(command.time) here puts that bug back.)
         execute = self.execute
         return BatchResult(tuple(execute(inner) for inner in command.commands))
 
@@ -347,10 +409,49 @@ class Broker:
     # -- publishing ----------------------------------------------------------------------------
 
     def _publish(self, command: Publish) -> Receipt:
-        state = self._state
-        queue = state.queues.get(command.queue)
+        queue = self._state.queues.get(command.queue)
         if queue is None:
             raise UnknownQueueError(command.queue)
+        name = command.producer
+        if name is None:
+            return self._store(queue, command, None, None)
+        number = command.producer_sequence
+        producer = queue.producers.get(name)
+        if producer is not None:
+            last = producer.last_sequence
+            if number <= last:
+                return self._answer_retry(queue, name, producer, number)
+            if number != last + 1:
+                raise ProducerSequenceGapError(queue.name, name, last + 1, number)
+        try:
+            return self._store(queue, command, name, producer)
+        except BrokerError as refusal:
+            self._record_refusal(queue, name, producer, number, refusal)
+            raise
+
+    def _answer_retry(self, queue: Queue, name: str, producer: Producer, number: int) -> Receipt:
+        """A number the producer used: its remembered outcome, or stale if forgotten."""
+        outcomes = producer.outcomes
+        last = producer.last_sequence
+        offset = number - last - 1 + len(outcomes)
+        if offset < 0:
+            raise ProducerSequenceStaleError(queue.name, name, number, last + 1 - len(outcomes))
+        queue.counters.duplicates_by_producer += 1
+        self._touch_producer(queue, name, producer)
+        outcome = outcomes[offset]
+        if isinstance(outcome, Refusal):
+            raise outcome.error()
+        return Receipt(queue.name, outcome, True, _REPLICATED, queue.incarnation)
+
+    def _store(
+        self, queue: Queue, command: Publish, name: str | None, producer: Producer | None
+    ) -> Receipt:
+        """Store the message (or answer it as a duplicate of its key) and record the
+        outcome of the producer's number, ``name`` being the producer (or None).
+
+        Refuses (raises) before changing anything; the caller records the refusal.
+        """
+        state = self._state
         options = queue.options
         body = command.body
         headers = command.headers
@@ -358,33 +459,16 @@ class Broker:
         if size > options.max_message_bytes:
             raise MessageTooLargeError(queue.name, size, options.max_message_bytes)
 
-        producer_name = command.producer
-        producer: Producer | None = None
-        if producer_name is not None:
-            producer = queue.producers.get(producer_name)
-            if producer is not None:
-                number = command.producer_sequence
-                last = producer.last_sequence
-                if number <= last:
-                    receipts = producer.receipts
-                    offset = number - last - 1 + len(receipts)
-                    if offset >= 0:
-                        queue.counters.duplicates_by_producer += 1
-                        self._touch_producer(queue, producer_name, producer)
-                        return Receipt(queue.name, receipts[offset], True, _REPLICATED)
-                    oldest = last + 1 - len(receipts)
-                    raise ProducerSequenceStaleError(queue.name, producer_name, number, oldest)
-                if number != last + 1:
-                    raise ProducerSequenceGapError(queue.name, producer_name, last + 1, number)
-
         message_id = command.message_id
         if message_id is not None:
             original = queue.keys.get(message_id)
             if original is not None:
                 queue.counters.duplicates_by_key += 1
-                if producer_name is not None:
-                    self._record_producer(queue, producer_name, producer, command, original)
-                return Receipt(queue.name, original, True, _REPLICATED)
+                if name is not None:
+                    self._record_producer(
+                        queue, name, producer, command.producer_sequence, original
+                    )
+                return Receipt(queue.name, original, True, _REPLICATED, queue.incarnation)
 
         if options.max_length is not None and len(queue.messages) >= options.max_length:
             raise QueueFullError(queue.name, "length", options.max_length)
@@ -397,7 +481,7 @@ class Broker:
         queue.next_sequence = sequence + 1
         groups = queue.groups
         queue.messages[sequence] = Stored(
-            Message(sequence, body, headers, message_id, now, producer_name), size, len(groups)
+            Message(sequence, body, headers, message_id, now, name), size, len(groups)
         )
         queue.bytes += size
         for group in groups.values():
@@ -412,22 +496,40 @@ class Broker:
                     )
                 queue.key_order.append(message_id)
                 queue.key_expiry.append(now + ttl)
-        if producer_name is not None:
-            self._record_producer(queue, producer_name, producer, command, sequence)
+        if name is not None:
+            self._record_producer(queue, name, producer, command.producer_sequence, sequence)
         queue.counters.published += 1
-        return Receipt(queue.name, sequence, False, _REPLICATED)
+        return Receipt(queue.name, sequence, False, _REPLICATED, queue.incarnation)
+
+    def _record_refusal(
+        self,
+        queue: Queue,
+        name: str,
+        producer: Producer | None,
+        number: int,
+        refusal: BrokerError,
+    ) -> None:
+        """The publish numbered ``number`` was refused: the number is used up, and a
+        retry of it will be answered with an equal refusal.
+
+        The one place where a refusal consumes a producer number. A test subclass
+        that overrides this to do nothing gets the old, buggy behaviour back (a
+        refusal leaves the number free, so the next number is taken as the first).
+        """
+        self._record_producer(queue, name, producer, number, Refusal.of(refusal))
 
     def _record_producer(
         self,
         queue: Queue,
         name: str,
         producer: Producer | None,
-        command: Publish,
-        sequence: int,
+        number: int,
+        outcome: Outcome,
     ) -> None:
+        """The producer's ``number`` (its next, or its first) was applied with ``outcome``."""
         now = self._state.now
         if producer is None:
-            producer = Producer(command.producer_sequence, now)
+            producer = Producer(number, now)
             ttl = queue.options.producer_ttl
             if not queue.producers and ttl is not None:
                 heapq.heappush(
@@ -436,12 +538,12 @@ class Broker:
                 )
             queue.producers[name] = producer
         else:
-            producer.last_sequence = command.producer_sequence
+            producer.last_sequence = number
             self._touch_producer(queue, name, producer)
-        receipts = producer.receipts
-        receipts.append(sequence)
-        if len(receipts) > queue.options.producer_window:
-            del receipts[0]
+        outcomes = producer.outcomes
+        outcomes.append(outcome)
+        if len(outcomes) > queue.options.producer_window:
+            del outcomes[0]
 
     def _touch_producer(self, queue: Queue, name: str, producer: Producer) -> None:
         producer.last_seen = self._state.now
@@ -588,6 +690,7 @@ class Broker:
                         False,
                         None,
                         _AT_MOST_ONCE,
+                        queue.incarnation,
                     )
                 )
                 counters.delivered += 1
@@ -636,6 +739,7 @@ class Broker:
             attempt > 1,
             reason,
             _AT_LEAST_ONCE,
+            queue.incarnation,
         )
 
     def _held(self, queue: Queue, group: Group, sequence: int, token: int) -> Pending:
@@ -994,6 +1098,65 @@ class Broker:
         if stored is None:
             raise UnknownMessageError(q.name, sequence)
         return stored.message
+
+    def peek(self, queue: str, group: str | None, limit: int) -> tuple[Peeked, ...]:
+        """Look at messages without taking them: nothing is leased, counted or changed.
+
+        With ``group``: the messages that group has not settled, in sequence
+        order, each with its attempts and its state there (backlog, ready,
+        leased, delayed). Without: every message the queue retains, in sequence
+        order (attempts 0, state retained). At most ``limit`` of them; a limit of
+        0 or less means :data:`PEEK_LIMIT`. Costs O(limit) per group plus
+        O(in flight), not O(backlog), except on a queue without any group.
+        Raises UnknownQueueError, UnknownGroupError.
+        """
+        q = self._queue(queue)
+        if limit <= 0:
+            limit = PEEK_LIMIT
+        incarnation = q.incarnation
+        if group is not None:
+            g = self._group(q, group)
+            pending = g.pending
+            messages = q.messages
+            shown = []
+            state: PeekState
+            for sequence in islice(self._unsettled(g, limit), limit):
+                entry = pending.get(sequence)
+                if entry is None:
+                    attempts, state = 0, "backlog"
+                else:
+                    attempts, state = entry.attempts, _PEEK_STATES[entry.status]
+                shown.append(
+                    Peeked(q.name, g.name, messages[sequence].message, attempts, state, incarnation)
+                )
+            return tuple(shown)
+        if q.groups:
+            # Every retained message is unsettled in some group (the state's
+            # reference counts say so), so merging the groups' sorted streams
+            # finds the first ``limit`` without looking at the rest.
+            merged = heapq.merge(*(self._unsettled(g, limit) for g in q.groups.values()))
+            sequences: list[int] = []
+            for sequence in merged:
+                if not sequences or sequences[-1] != sequence:
+                    sequences.append(sequence)
+                    if len(sequences) == limit:
+                        break
+        else:
+            # Insertion order is not sequence order here (a redriven message is
+            # inserted again, and survives its group's deletion).
+            sequences = heapq.nsmallest(limit, q.messages)
+        messages = q.messages
+        return tuple(
+            Peeked(q.name, None, messages[sequence].message, 0, "retained", incarnation)
+            for sequence in sequences
+        )
+
+    @staticmethod
+    def _unsettled(group: Group, limit: int) -> Iterator[int]:
+        """The group's unsettled sequences in increasing order: the first ``limit`` of
+        them, and possibly some more (the caller stops)."""
+        # The backlog is increasing; the pending are few (in flight) but unordered.
+        return heapq.merge(heapq.nsmallest(limit, group.pending), islice(group.backlog, limit))
 
     def dead_letters(
         self, queue: str, group: str | None = None, limit: int | None = None

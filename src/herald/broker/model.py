@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
+from typing import Literal, TypeAlias
 
 from herald.errors import InvalidOptionsError
 
@@ -37,6 +38,8 @@ __all__ = [
     "Left",
     "Message",
     "Nacked",
+    "PeekState",
+    "Peeked",
     "QueueCounters",
     "QueueCreated",
     "QueueDeleted",
@@ -149,9 +152,10 @@ class QueueOptions:
     dedup_ttl: int | None = DAY
     #: The lease of a delivery when the consumer does not ask for another.
     lease_duration: int = 30 * SECOND
-    #: Receipts remembered per idempotent producer: its in-flight retry window. The
-    #: Herald client keeps at most this many publishes in flight per queue, so a
-    #: retry after a lost connection always finds its original receipt.
+    #: Outcomes (receipts and refusals) remembered per idempotent producer: its
+    #: in-flight retry window. The Herald client keeps at most this many publishes
+    #: in flight per queue, so a retry after a lost connection always finds the
+    #: original answer.
     producer_window: int = 1000
     #: An idempotent producer silent this long is forgotten; None: never.
     producer_ttl: int | None = DAY
@@ -200,12 +204,15 @@ class Message:
 @dataclass(frozen=True, slots=True)
 class Receipt:
     """The answer to a publish. ``duplicate``: this is the original message's receipt,
-    returned to a retry (same producer sequence, or same message id within its TTL)."""
+    returned to a retry (same producer sequence, or same message id within its TTL).
+    ``incarnation`` tells the queue from a deleted namesake, which numbered its
+    messages from 1 too (a duplicate carries that of the queue answering it)."""
 
     queue: str
     sequence: int
     duplicate: bool
     durability: Durability
+    incarnation: int
 
     def with_durability(self, durability: Durability) -> Receipt:
         """The host upgrades a receipt once it knows more (never downgrades)."""
@@ -221,7 +228,8 @@ class Delivery:
     For ``at_least_once`` it is a lease: ``token`` (a fencing token, unique and
     increasing across the whole broker) must be shown to ack, nack, extend or
     reject before ``deadline``. For ``at_most_once`` the message is already
-    settled: ``token`` and ``deadline`` are 0.
+    settled: ``token`` and ``deadline`` are 0. ``incarnation`` is the queue's
+    (see :class:`Receipt`).
     """
 
     queue: str
@@ -233,6 +241,31 @@ class Delivery:
     redelivery: bool
     reason: RedeliveryReason | None  # why it came back, for a redelivery
     mode: DeliveryMode
+    incarnation: int
+
+    @property
+    def sequence(self) -> int:
+        return self.message.sequence
+
+
+#: Where a peeked message stands: in the peeked group, ``backlog`` (never
+#: delivered), ``ready`` (back for redelivery), ``leased`` or ``delayed`` (nacked
+#: with a delay not yet passed); ``retained`` when no group was named.
+PeekState: TypeAlias = Literal["backlog", "ready", "leased", "delayed", "retained"]
+
+
+@dataclass(frozen=True, slots=True)
+class Peeked:
+    """A message as :meth:`Broker.peek <herald.broker.Broker.peek>` shows it: a
+    look, not a delivery (no lease, no attempt counted). ``attempts``: its
+    deliveries so far in ``group`` (0 without a group)."""
+
+    queue: str
+    group: str | None
+    message: Message
+    attempts: int
+    state: PeekState
+    incarnation: int
 
     @property
     def sequence(self) -> int:
@@ -370,6 +403,7 @@ class QueueCounters:
     """Monotonic counters of one queue (reset only by deleting the queue)."""
 
     published: int = 0
+    #: Retries answered from a producer's window (with a receipt or a remembered refusal).
     duplicates_by_producer: int = 0
     duplicates_by_key: int = 0
     delivered: int = 0  # every delivery, first or not

@@ -18,7 +18,7 @@ that true:
 Layout (all integers little-endian; ``str`` is a u32 length and UTF-8 bytes,
 ``str?`` the same with length 0xFFFFFFFF for None)::
 
-    magic "HBRKSNAP"  version u32 (1)
+    magic "HBRKSNAP"  version u32 (2)
     now u64  next_token u64  next_incarnation u64  queue count u32
     per queue:
       name str  options 8 x u64 (0: None)  incarnation u64  next_sequence u64
@@ -26,7 +26,7 @@ Layout (all integers little-endian; ``str`` is a u32 length and UTF-8 bytes,
       message count u32, per message: message (below), refs u32
       key count u32, per key: key str, sequence u64, expiry u64 (0: no TTL)
       producer count u32, per producer: name str, last_sequence u64,
-          last_seen u64, receipt count u32 + sequence u64 each (the receipts of
+          last_seen u64, outcome count u32 + outcome each (the outcomes of
           last_sequence - count + 1 .. last_sequence)
       group count u32, per group: name str, origin u64, first_token u64,
           backlog count u32 + u64 each,
@@ -41,8 +41,14 @@ Layout (all integers little-endian; ``str`` is a u32 length and UTF-8 bytes,
         body (u32 length + bytes), header count u32 + (name str, value str) each
     history: count u32, per attempt: attempt u32, token u64, consumer str,
         delivered_at u64, deadline u64, outcome str
+    outcome: kind u8, then for kind 0 (a receipt) the queue sequence u64; for
+        kind 1 (a refusal) the error's class name str (of herald.errors),
+        message str, attribute count u32, per attribute: name str, kind u8
+        (0: str, 1: int), value str (an int in decimal)
 
 A snapshot that does not decode raises :class:`~herald.errors.BrokerSnapshotError`.
+Version 1 (before refused publishes were remembered) is still read: it is
+version 2 with every outcome a bare queue sequence u64.
 """
 
 from __future__ import annotations
@@ -51,7 +57,8 @@ import heapq
 import struct
 from typing import Final
 
-from herald.errors import BrokerSnapshotError, InvalidOptionsError, InvariantError
+import herald.errors as _errors
+from herald.errors import BrokerError, BrokerSnapshotError, InvalidOptionsError, InvariantError
 
 from .model import (
     DeadLetter,
@@ -77,17 +84,21 @@ from .state import (
     BrokerState,
     Consumer,
     Group,
+    Outcome,
     Pending,
     Producer,
     Queue,
+    Refusal,
     Stored,
     Timer,
 )
 
-__all__ = ["MAGIC", "VERSION", "dump", "load"]
+__all__ = ["MAGIC", "READABLE", "VERSION", "dump", "load"]
 
 MAGIC: Final = b"HBRKSNAP"
-VERSION: Final = 1
+VERSION: Final = 2
+#: Versions :func:`load` reads.
+READABLE: Final = (1, 2)
 
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
@@ -109,6 +120,16 @@ _MODES = (DeliveryMode.AT_LEAST_ONCE, DeliveryMode.AT_MOST_ONCE)
 _REASONS = (None, *RedeliveryReason)
 _DEAD_REASONS = tuple(DeadLetterReason)
 _STATUSES = (LEASED, READY, DELAYED)
+_RECEIPT = 0
+_REFUSAL = 1
+_TEXT = 0
+_INT = 1
+#: A refusal names its error class; only the broker's errors of herald.errors are read.
+_ERROR_CLASSES: Final[dict[str, type[BrokerError]]] = {
+    name: value
+    for name in _errors.__all__
+    if isinstance(value := getattr(_errors, name, None), type) and issubclass(value, BrokerError)
+}
 
 
 # -- writing ---------------------------------------------------------------------------------------
@@ -186,9 +207,9 @@ def _dump_queue(w: _Writer, queue: Queue) -> None:
         w.text(name)
         w.u64(producer.last_sequence)
         w.u64(producer.last_seen)
-        w.u32(len(producer.receipts))
-        for sequence in producer.receipts:
-            w.u64(sequence)
+        w.u32(len(producer.outcomes))
+        for outcome in producer.outcomes:
+            _dump_outcome(w, outcome)
 
     w.u32(len(queue.groups))
     for group in queue.groups.values():
@@ -225,6 +246,25 @@ def _dump_queue(w: _Writer, queue: Queue) -> None:
         w.u8(_DEAD_REASONS.index(letter.reason))
         w.u64(letter.time)
         _dump_history(w, letter.history)
+
+
+def _dump_outcome(w: _Writer, outcome: Outcome) -> None:
+    if not isinstance(outcome, Refusal):
+        w.u8(_RECEIPT)
+        w.u64(outcome)
+        return
+    w.u8(_REFUSAL)
+    w.text(outcome.kind.__name__)
+    w.text(outcome.message)
+    w.u32(len(outcome.attributes))
+    for name, value in outcome.attributes:
+        w.text(name)
+        if isinstance(value, str):
+            w.u8(_TEXT)
+            w.text(value)
+        else:
+            w.u8(_INT)
+            w.text(str(value))
 
 
 def _dump_message(w: _Writer, message: Message) -> None:
@@ -320,14 +360,14 @@ def _load(r: _Reader) -> BrokerState:
     if r.take(len(MAGIC)) != MAGIC:
         raise BrokerSnapshotError("not a broker snapshot")
     version = r.u32()
-    if version != VERSION:
+    if version not in READABLE:
         raise BrokerSnapshotError(f"broker snapshot version {version} is not supported")
     state = BrokerState()
     state.now = r.u64()
     state.next_token = r.u64()
     state.next_incarnation = r.u64()
     for _ in range(r.count()):
-        queue = _load_queue(r, state)
+        queue = _load_queue(r, state, version)
         if queue.name in state.queues:
             raise BrokerSnapshotError(f"queue {queue.name!r} appears twice")
         state.queues[queue.name] = queue
@@ -338,7 +378,7 @@ def _load(r: _Reader) -> BrokerState:
     return state
 
 
-def _load_queue(r: _Reader, state: BrokerState) -> Queue:
+def _load_queue(r: _Reader, state: BrokerState, version: int) -> Queue:
     name = r.text()
     values: dict[str, int | None] = dict(zip(_OPTION_FIELDS, r.fixed(_OPTIONS), strict=True))
     for optional in ("max_length", "max_bytes", "dedup_ttl", "producer_ttl"):
@@ -369,10 +409,15 @@ def _load_queue(r: _Reader, state: BrokerState) -> Queue:
     for _ in range(r.count(8)):
         producer_name = r.text()
         producer = Producer(r.u64(), r.u64())
-        window = r.count(8)
+        if version == 1:
+            window = r.count(8)
+            outcomes: list[Outcome] = [r.u64() for _ in range(window)]
+        else:
+            window = r.count(9)
+            outcomes = [_load_outcome(r) for _ in range(window)]
         if not 0 < window <= min(options.producer_window, producer.last_sequence):
-            raise BrokerSnapshotError(f"producer {producer_name!r}: {window} receipts")
-        producer.receipts = [r.u64() for _ in range(window)]
+            raise BrokerSnapshotError(f"producer {producer_name!r}: {window} outcomes")
+        producer.outcomes = outcomes
         queue.producers[producer_name] = producer
 
     for _ in range(r.count(8)):
@@ -430,6 +475,34 @@ def _load_queue(r: _Reader, state: BrokerState) -> Queue:
         )
         queue.dead_letters[(group_name, message.sequence)] = letter
     return queue
+
+
+def _load_outcome(r: _Reader) -> Outcome:
+    kind = r.u8()
+    if kind == _RECEIPT:
+        return r.u64()
+    if kind != _REFUSAL:
+        raise BrokerSnapshotError(f"unknown producer outcome kind {kind}")
+    class_name = r.text()
+    error_class = _ERROR_CLASSES.get(class_name)
+    if error_class is None:
+        raise BrokerSnapshotError(f"a refusal by unknown error class {class_name!r}")
+    message = r.text()
+    attributes: list[tuple[str, str | int]] = []
+    for _ in range(r.count(9)):
+        name = r.text()
+        value_kind = r.u8()
+        if value_kind not in (_TEXT, _INT):
+            raise BrokerSnapshotError(f"unknown attribute kind {value_kind}")
+        text = r.text()
+        if value_kind == _TEXT:
+            attributes.append((name, text))
+            continue
+        number = int(text)
+        if str(number) != text:  # one spelling per value, or replicas' bytes differ
+            raise BrokerSnapshotError(f"attribute {name!r}: {text!r} is not a decimal integer")
+        attributes.append((name, number))
+    return Refusal(error_class, message, tuple(attributes))
 
 
 def _load_message(r: _Reader) -> Message:

@@ -13,9 +13,10 @@ anywhere in the state; heaps hold tuples with a total order; nothing depends on
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import fields
+from dataclasses import dataclass, fields
+from typing import TypeAlias
 
-from herald.errors import InvariantError
+from herald.errors import BrokerError, InvariantError
 
 from .model import (
     DeadLetter,
@@ -42,9 +43,11 @@ __all__ = [
     "Consumer",
     "Counters",
     "Group",
+    "Outcome",
     "Pending",
     "Producer",
     "Queue",
+    "Refusal",
     "Stored",
     "Timer",
 ]
@@ -222,18 +225,65 @@ class Group:
         self.first_token = first_token  # no token below this was issued for the group
 
 
+@dataclass(frozen=True, slots=True)
+class Refusal:
+    """A refused publish, as a producer's window remembers it.
+
+    Not the error itself: an exception picks up a traceback and a context each
+    time it is raised, and a caller may add to it. This keeps what makes a
+    rebuilt error *equal* to the original (its class and its message: BrokerError
+    equality is class and args) and the public attributes it had, so a retry is
+    answered with an error a client cannot tell from the first one, on every
+    replica and across a snapshot.
+    """
+
+    kind: type[BrokerError]
+    message: str
+    #: The error's public attributes (str and int values), in the order its
+    #: constructor set them.
+    attributes: tuple[tuple[str, str | int], ...]
+
+    @classmethod
+    def of(cls, error: BrokerError) -> Refusal:
+        args = error.args
+        message = args[0] if len(args) == 1 and isinstance(args[0], str) else str(error)
+        attributes = tuple(
+            (name, value)
+            for name, value in vars(error).items()
+            if not name.startswith("_") and type(value) in (str, int)
+        )
+        return cls(type(error), message, attributes)
+
+    def error(self) -> BrokerError:
+        """A fresh error equal to the original refusal."""
+        # Built like herald.client rebuilds errors: the constructor's arguments
+        # are not kept, only what it made of them.
+        error = self.kind.__new__(self.kind)
+        Exception.__init__(error, self.message)
+        for name, value in self.attributes:
+            setattr(error, name, value)
+        return error
+
+
+#: What a producer's window remembers of one number: the queue sequence of the
+#: message its publish was answered with (stored, or a duplicate by key), or the
+#: refusal.
+Outcome: TypeAlias = int | Refusal
+
+
 class Producer:
     """An idempotent producer's state on one queue."""
 
-    __slots__ = ("last_seen", "last_sequence", "receipts")
+    __slots__ = ("last_seen", "last_sequence", "outcomes")
 
     def __init__(self, last_sequence: int, last_seen: int) -> None:
         self.last_sequence = last_sequence
         self.last_seen = last_seen
-        # Queue sequences of its latest publishes, oldest first, at most the queue's
-        # producer_window. Gaps are refused, so receipts[-1] is the receipt of
-        # last_sequence, receipts[-2] of last_sequence - 1, and so on.
-        self.receipts: list[int] = []
+        # The outcomes of its latest numbers, oldest first, at most the queue's
+        # producer_window. Every applied number gets one (refusals too) and gaps
+        # are refused, so outcomes[-1] is that of last_sequence, outcomes[-2] of
+        # last_sequence - 1, and so on.
+        self.outcomes: list[Outcome] = []
 
 
 class Queue:
@@ -342,8 +392,12 @@ def _check_queue(queue: Queue, next_token: int) -> None:
     if expiry != sorted(expiry):
         _fail(queue, "key expiry not in order")
     for name, producer in queue.producers.items():
-        if not 0 < len(producer.receipts) <= queue.options.producer_window:
-            _fail(queue, f"receipts of producer {name!r}")
+        if (
+            not 0
+            < len(producer.outcomes)
+            <= min(queue.options.producer_window, producer.last_sequence)
+        ):
+            _fail(queue, f"outcomes of producer {name!r}")
     ttl = queue.options.producer_ttl
     if ttl is not None:
         seen = [producer.last_seen for producer in queue.producers.values()]

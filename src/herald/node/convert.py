@@ -20,6 +20,7 @@ __all__ = [
     "dead_letter_wire",
     "delivery_wire",
     "error_info",
+    "peeked_wire",
     "reply_value",
 ]
 
@@ -168,6 +169,21 @@ def delivery_wire(d: b.Delivery) -> w.DeliveryWire:
         d.deadline,
         d.redelivery,
         None if reason is None else reason.value,
+        d.incarnation,
+    )
+
+
+def peeked_wire(p: b.Peeked) -> w.PeekedMessage:
+    message = p.message
+    return w.PeekedMessage(
+        message.sequence,
+        message.body,
+        list(message.headers),
+        message.message_id,
+        message.publish_time,
+        p.attempts,
+        p.state,
+        p.incarnation,
     )
 
 
@@ -198,7 +214,7 @@ def dead_letter_wire(letter: b.DeadLetter) -> w.DeadLetter:
 
 def _receipt(r: b.Receipt) -> Any:
     # Applied means committed, and committed means fsynced on a majority.
-    return [r.queue, r.sequence, r.duplicate, _DURABLE]
+    return [r.queue, r.sequence, r.duplicate, _DURABLE, r.incarnation]
 
 
 def _none(_: object) -> Any:
