@@ -193,3 +193,42 @@ def test_recovering_follower_keeps_the_marker() -> None:
     assert host.node.status().recovering
     assert host.node.raft.role.name == "FOLLOWER"
     assert store.recovered_calls == 0
+
+
+def test_the_marker_stays_until_the_entries_that_end_recovery_are_durable() -> None:
+    """Regression: the marker went as soon as the core's log (unstable entries
+    included) held an entry of a later term. An entry still on its way to the
+    disk, lost in a crash, left a node with the cut-back log and no marker, which
+    then voted as if it had caught up."""
+    store = CutBackStore()
+    host = NodeHost(
+        Config(id=2, voters=(1, 2, 3)),
+        store,
+        RecordingTransport(store),
+        DigestStateMachine(),
+        random.Random(2),
+    )
+    term = host.node.raft.term  # moved past the recovering term (1)
+    host.step(Message(MessageType.HEARTBEAT, src=1, dst=2, term=term))
+    first = host.begin()  # the new leader's term, being written
+    assert first is not None
+    # While that write is in flight, the leader's entries of its term arrive.
+    append = Message(
+        MessageType.APPEND,
+        src=1,
+        dst=2,
+        term=term,
+        index=0,
+        log_term=0,
+        entries=(Entry(term, 1, b"x"),),
+    )
+    host.step(append)
+    assert not host.node.raft.recovering()  # the core's log holds a later term ...
+    host.sync(first)
+    host.finish(first)
+    assert store.recovered_calls == 0  # ... but not durably: the marker stays
+    second = host.begin()
+    assert second is not None and second.entries
+    host.sync(second)
+    host.finish(second)
+    assert store.recovered_calls == 1

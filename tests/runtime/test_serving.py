@@ -172,5 +172,12 @@ def test_too_much_uncommitted_work_is_refused_with_overloaded(
         assert codes == {"ok", "OverloadedError"}
         accepted = sorted(r.value[1] for r in replies.values() if r.ok)
         assert accepted == list(range(1, len(accepted) + 1))
-        # Once committed, the room is back.
+        # Everything after the first refusal was refused too: a later write of a
+        # connection never overtakes one the server turned away.
+        first_refused = min(p.id for p in publishes if not replies[p.id].ok)
+        assert all(not replies[p.id].ok for p in publishes if p.id > first_refused)
+        refused = client.call(Publish(client.next_id(), "q", b"same connection"))
+        assert refused.error is not None and refused.error.code == "OverloadedError"
+    # Once committed, the room is back, for a client that connects again.
+    with WireClient(node.address) as client:
         assert client.call(Publish(client.next_id(), "q", b"later")).ok

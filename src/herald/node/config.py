@@ -97,6 +97,12 @@ class NodeConfig:
     heartbeat_tick: int = 3
     #: How often the leader proposes a broker Tick, so leases expire without traffic.
     broker_tick_interval: float = 0.100
+    #: Raft's refinements (off only in the simulator, which checks Raft is safe without).
+    pre_vote: bool = True
+    check_quorum: bool = True
+    #: Appends in flight per follower, and the most bytes of entries in one append.
+    max_inflight_msgs: int = 256
+    max_size_per_msg: int = 1 << 20
 
     # -- limits.
     #: Requests one client connection may have unanswered before the server
@@ -156,6 +162,8 @@ class NodeConfig:
             raise ConfigError("election_tick_max must be at least election_tick")
         for name in (
             "max_in_flight",
+            "max_inflight_msgs",
+            "max_size_per_msg",
             "max_frame",
             "peer_max_frame",
             "max_uncommitted_bytes",

@@ -194,7 +194,11 @@ class NodeHost:
             rng,
             raft_class,
         )
-        self._recovering = durable.recovering_term != 0
+        #: The store keeps its recovering marker while this is nonzero (see
+        #: ``_caught_up``). A core that ignores the marker (a single voter, which
+        #: has nobody to catch up from) lets it go at the first ``finish``.
+        self._recovering_term = durable.recovering_term
+        self._marker_ignored = durable.recovering_term != 0 and not self.node.raft.recovering_term
         self._in_flight: Ready | None = None
 
     # -- inputs -----------------------------------------------------------------------
@@ -269,9 +273,25 @@ class NodeHost:
         self.node.advance(rd)
         if rd.committed_entries:
             self._maybe_compact(rd.committed_entries[-1].index)
-        if self._recovering and not self.node.raft.recovering():
+        if self._recovering_term and self._caught_up():
             self.log_store.mark_recovered()
-            self._recovering = False
+            self._recovering_term = 0
+
+    def _caught_up(self) -> bool:
+        """The *durable* log holds an entry of a term after the recovering one.
+
+        Only then may the marker go: the Raft core ends its recovery as soon as
+        its log holds such an entry, durable or not, but an entry still in
+        flight to the disk can be lost with a crash, and a node restarting with
+        the cut-back log and no marker would vote as if it had caught up. The
+        storage here holds what ``finish`` knows to be durable. A single voter
+        has nobody to catch up from (see ``herald.raft.Raft``), so its core
+        ignores the marker from the start.
+        """
+        if self._marker_ignored:
+            return True
+        storage = self.storage
+        return storage.term(storage.last_index()) > self._recovering_term
 
     def process_all(self) -> None:
         """Run Ready cycles back to back until there is nothing left (synchronous worlds)."""

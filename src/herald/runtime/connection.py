@@ -1,19 +1,11 @@
-"""One accepted TCP connection: the handshake, then a client session or an inbound peer.
+"""One accepted TCP connection: a socket around :class:`herald.node.connection.ServerConnection`.
 
-Everything that is wrong with a byte stream ends the connection, never the
-node: a bad handshake is answered with :class:`~herald.wire.protocol.Refused`,
-a bad frame after it with an error frame (one :class:`Reply` with ``id`` 0 whose
-error names the :class:`~herald.errors.ProtocolError` subclass), then the
-connection closes. A connection that does not complete its handshake in time
-is refused the same way.
-
-Flow control, per connection:
-
-- at most ``max_in_flight`` unanswered requests: beyond it the server stops
-  reading the socket (``pause_reading``) until replies have gone out;
-- replies wait in the transport's buffer; above ``output_high_water`` the
-  server stops reading too (the client reads slower than it asks), and above
-  ``max_output_bytes`` it closes the connection (the client stopped reading).
+The protocol (handshake, frames, errors) is the sans-IO connection's; this
+shell owns the transport: it feeds received bytes in, writes what comes out,
+pauses and resumes reading as the protocol asks (too many requests
+unanswered, or its send buffer above ``output_high_water``), closes a client
+that stopped reading (more than ``max_output_bytes`` unsent), and times out a
+handshake that does not complete.
 """
 
 from __future__ import annotations
@@ -22,19 +14,9 @@ import asyncio
 import contextlib
 import logging
 import socket
-from collections.abc import Generator
-from typing import TYPE_CHECKING, Any, cast
+from typing import TYPE_CHECKING, cast
 
-from herald.errors import HandshakeError, MalformedFrameError, ProtocolError, WrongGroupError
-from herald.wire.frames import (
-    FrameDecoder,
-    decode_hello,
-    decode_raft,
-    decode_requests,
-    encode_frame,
-    encode_messages,
-)
-from herald.wire.protocol import ErrorInfo, Refused, Reply
+from herald.node.connection import ServerConnection
 
 if TYPE_CHECKING:
     from .node import NodeServer
@@ -42,11 +24,6 @@ if TYPE_CHECKING:
 __all__ = ["Connection", "set_nodelay", "write"]
 
 log = logging.getLogger("herald.runtime")
-
-_HANDSHAKE = 0
-_CLIENT = 1
-_PEER = 2
-_CLOSED = 3
 
 
 def write(transport: asyncio.Transport, data: bytes) -> bool:
@@ -80,40 +57,30 @@ class Connection(asyncio.Protocol):
     __slots__ = (
         "_handshake_timer",
         "_paused",
-        "_write_blocked",
-        "decoder",
-        "dirty",
-        "in_flight",
-        "name",
         "pauses",
         "peak_in_flight",
-        "peer_node",
-        "replies",
+        "protocol",
         "server",
-        "state",
         "transport",
     )
 
     def __init__(self, server: NodeServer) -> None:
         self.server = server
-        self.decoder = FrameDecoder(server.config.max_frame)
+        self.protocol = ServerConnection(server.core, "?")
         self.transport: asyncio.Transport | None = None
-        self.state = _HANDSHAKE
-        self.replies: list[Reply] = []
-        self.dirty = False
-        self.in_flight = 0
         #: Most requests ever unanswered at once, and how often reading was paused.
         self.peak_in_flight = 0
         self.pauses = 0
-        self.peer_node = 0
-        self.name = "?"
         self._paused = False
-        self._write_blocked = False
         self._handshake_timer: asyncio.TimerHandle | None = None
 
     @property
+    def name(self) -> str:
+        return self.protocol.name
+
+    @property
     def closed(self) -> bool:
-        return self.state == _CLOSED
+        return self.protocol.closing
 
     # -- asyncio.Protocol --------------------------------------------------------------
 
@@ -121,7 +88,7 @@ class Connection(asyncio.Protocol):
         # uvloop's transports are not asyncio.Transport subclasses, but are ones.
         self.transport = transport = cast(asyncio.Transport, transport)
         peer = transport.get_extra_info("peername")
-        self.name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
+        self.protocol.name = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         set_nodelay(transport)
         config = self.server.config
         transport.set_write_buffer_limits(high=config.output_high_water)
@@ -131,111 +98,84 @@ class Connection(asyncio.Protocol):
         self.server.connections.add(self)
 
     def data_received(self, data: bytes) -> None:
-        if self.state == _CLOSED:
+        protocol = self.protocol
+        if protocol.closing:
             return
-        # feed() is a generator: closing it early keeps the frames not taken yet.
-        frames = cast(Generator[bytes, None, None], self.decoder.feed(data))
+        handshaking = protocol.handshaking
         try:
-            for payload in frames:
-                state = self.state
-                if state == _CLIENT:
-                    self.server.on_requests(self, decode_requests(payload))
-                elif state == _PEER:
-                    self.server.on_raft(decode_raft(payload))
-                elif state == _HANDSHAKE:
-                    self._handshake(payload)
-                if self._paused or self.state == _CLOSED:
-                    # Backpressure holds inside a chunk too: the frames left in it
-                    # stay in the decoder until reading resumes.
-                    break
-        except ProtocolError as error:
-            self.fail(error)
-        except RecursionError:
-            # msgspec gives up on deeply nested values (in a field typed Any, or an
-            # unknown field it skips) with RecursionError, which herald.wire.frames
-            # does not translate: it is a malformed frame like any other.
-            error_class = HandshakeError if self.state == _HANDSHAKE else MalformedFrameError
-            self.fail(error_class("malformed frame: values nested too deeply"))
-        except WrongGroupError as error:
-            # A peer that sends us another node's (or group's) messages is misconfigured.
-            self.fail(HandshakeError(str(error)))
-        finally:
-            frames.close()
+            protocol.receive(data, self.server.now())
+        except Exception as error:
+            # What the core raises out of a request is fatal to the node.
+            self.server.fatal(error)
+            return
+        if handshaking and not protocol.handshaking:
+            self._handshake_done()
+        link = protocol.link
+        if link is not None and link.unanswered > self.peak_in_flight:
+            self.peak_in_flight = link.unanswered
+        self.flush()
+        self._update_reading()
+        self.server.kick()
 
     def eof_received(self) -> bool | None:
         return None  # close our side too
 
     def connection_lost(self, exc: Exception | None) -> None:
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-        if self.state == _PEER:
-            log.info("peer %d (%s) disconnected", self.peer_node, self.name)
-        self.state = _CLOSED
-        self.replies = []
-        self.server.connections.discard(self)
+        self._cancel_handshake_timer()
+        if self.protocol.peer_node:
+            log.info("peer %d (%s) disconnected", self.protocol.peer_node, self.name)
+        self.protocol.lost()
+        self.server.unregister(self)
 
     def pause_writing(self) -> None:
-        self._write_blocked = True
+        self.protocol.write_blocked = True
         self._update_reading()
 
     def resume_writing(self) -> None:
-        self._write_blocked = False
+        self.protocol.write_blocked = False
         self._update_reading()
 
     # -- the handshake -----------------------------------------------------------------
 
-    def _handshake(self, payload: bytes) -> None:
-        hello = decode_hello(payload)
-        server = self.server
-        if hello.role == "peer":
-            refusal = server.check_peer(hello)
-            if refusal:
-                raise HandshakeError(refusal)
-            self.state = _PEER
-            self.peer_node = hello.node
-            self.decoder.max_frame = server.config.peer_max_frame
-            log.info("peer %d connected from %s", hello.node, self.name)
-        else:
-            self.state = _CLIENT
-            if hello.client:
-                self.name = f"{hello.client}@{self.name}"
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-        assert self.transport is not None
-        write(self.transport, encode_frame(server.welcome()))
+    def _handshake_done(self) -> None:
+        self._cancel_handshake_timer()
+        protocol = self.protocol
+        if protocol.link is not None:
+            self.server.register(protocol.link, self)
+        if protocol.peer_node:
+            log.info("peer %d connected from %s", protocol.peer_node, self.name)
 
     def _handshake_timed_out(self) -> None:
         self._handshake_timer = None
-        if self.state == _HANDSHAKE:
-            seconds = self.server.config.handshake_timeout
-            self.fail(HandshakeError(f"no Hello within {seconds:g} s"))
+        self.protocol.handshake_timed_out(self.server.config.handshake_timeout)
+        self.flush()
+
+    def _cancel_handshake_timer(self) -> None:
+        if self._handshake_timer is not None:
+            self._handshake_timer.cancel()
+            self._handshake_timer = None
 
     # -- output ------------------------------------------------------------------------
 
-    def add(self, reply: Reply) -> None:
-        """Queue a reply; it goes out with the next flush of the server's loop."""
-        self.replies.append(reply)
-        if not self.dirty:
-            self.dirty = True
-            self.server.mark_dirty(self)
-
-    def add_error(self, request_id: int, info: ErrorInfo) -> None:
-        self.add(Reply(request_id, False, None, info))
-
     def flush(self) -> None:
-        """Write every queued reply in one frame (one transport.write)."""
-        self.dirty = False
-        replies = self.replies
-        if not replies:
-            return
-        self.replies = []
+        """Write what the protocol has to send (one transport.write); close if it is done."""
         transport = self.transport
-        if self.state == _CLOSED or transport is None:
+        if transport is None:
             return
-        self.in_flight -= len(replies)
-        if not write(transport, encode_messages(replies)):
+        protocol = self.protocol
+        data = protocol.take_output()
+        if data and not write(transport, data):
+            protocol.lost()
+            return
+        if protocol.closing:
+            if protocol.error is not None:
+                log.warning(
+                    "closing %s: %s: %s",
+                    self.name,
+                    type(protocol.error).__name__,
+                    protocol.error,
+                )
+            self.close()
             return
         config = self.server.config
         if transport.get_write_buffer_size() > config.max_output_bytes:
@@ -249,29 +189,24 @@ class Connection(asyncio.Protocol):
         if self._paused:
             self._update_reading()
 
-    def note_requests(self, count: int) -> None:
-        in_flight = self.in_flight = self.in_flight + count
-        self.peak_in_flight = max(self.peak_in_flight, in_flight)
-        if in_flight >= self.server.config.max_in_flight and not self._paused:
-            self._update_reading()
-
     def _update_reading(self) -> None:
         transport = self.transport
-        if transport is None or self.state == _CLOSED:
+        protocol = self.protocol
+        if transport is None or protocol.closing or transport.is_closing():
             return
-        limit = self.server.config.max_in_flight
-        if transport.is_closing():
-            return
+        link = protocol.link
         if self._paused:
+            limit = self.server.config.max_in_flight
+            unanswered = link.unanswered if link is not None else 0
             # Hysteresis: resume once a quarter of the window is free again.
-            if not self._write_blocked and self.in_flight <= limit - max(1, limit // 4):
+            if not protocol.write_blocked and unanswered <= limit - max(1, limit // 4):
                 self._paused = False
                 with contextlib.suppress(RuntimeError):  # closed meanwhile (see write())
                     transport.resume_reading()
-                if self.decoder.buffered:
+                if protocol.decoder.buffered:
                     # Frames that arrived before the pause are still waiting.
                     asyncio.get_running_loop().call_soon(self.data_received, b"")
-        elif self._write_blocked or self.in_flight >= limit:
+        elif protocol.paused:
             self._paused = True
             self.pauses += 1
             with contextlib.suppress(RuntimeError):
@@ -279,35 +214,13 @@ class Connection(asyncio.Protocol):
 
     # -- closing -----------------------------------------------------------------------
 
-    def fail(self, error: Exception) -> None:
-        """Answer a protocol violation with an error frame, then close."""
-        log.warning("closing %s: %s: %s", self.name, type(error).__name__, error)
-        transport = self.transport
-        if transport is not None and self.state != _CLOSED:
-            frame: Any
-            if self.state == _HANDSHAKE:
-                frame = encode_frame(Refused(type(error).__name__, str(error)))
-            elif self.state == _CLIENT:
-                info = ErrorInfo(type(error).__name__, str(error))
-                frame = encode_messages([*self.replies, Reply(0, False, None, info)])
-                self.replies = []
-            else:
-                frame = b""
-            if frame:
-                write(transport, frame)
-        self.close()
-
     def close(self, abort: bool = False) -> None:
-        if self.state == _CLOSED:
-            return
-        self.state = _CLOSED
-        self.replies = []
-        if self._handshake_timer is not None:
-            self._handshake_timer.cancel()
-            self._handshake_timer = None
-        if self.transport is not None:
+        self._cancel_handshake_timer()
+        self.protocol.lost()
+        transport = self.transport
+        if transport is not None:
             if abort:
-                self.transport.abort()
+                transport.abort()
             else:
-                self.transport.close()
-        self.server.connections.discard(self)
+                transport.close()
+        self.server.unregister(self)
