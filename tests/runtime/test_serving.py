@@ -154,9 +154,17 @@ def test_status(node: InProcessNode) -> None:
         status = client.call(Status(client.next_id())).value
         assert status["role"] == "leader" and status["leader"] == 1
         assert status["leader_address"] == node.address
-        assert status["peers"] == [
-            {"node": 1, "address": node.address, "match": status["last_index"], "lag": 0}
-        ]
+        (peer,) = status["peers"]
+        assert peer["node"] == 1 and peer["address"] == node.address
+        # The leader's own match moves once its fsync returns: a broker tick entry
+        # being written shows as a lag of one for a moment (longer on a busy machine).
+        assert peer["lag"] == status["last_index"] - peer["match"] >= 0
+        deadline = time.monotonic() + 10
+        while peer["lag"]:
+            assert time.monotonic() < deadline, status
+            time.sleep(0.01)
+            status = client.call(Status(client.next_id())).value
+            (peer,) = status["peers"]
 
 
 def test_too_much_uncommitted_work_is_refused_with_overloaded(

@@ -23,7 +23,13 @@ async def echo_server() -> tuple[asyncio.base_events.Server, int]:
     return server, server.sockets[0].getsockname()[1]
 
 
-async def roundtrip(port: int, payload: bytes, timeout: float = 1.0) -> bytes:
+#: Seconds to wait for what must happen: generous, since a loaded machine is
+#: slow. Where any outcome but forwarded data passes, a short wait will do.
+ARRIVES = 30.0
+NOTHING = 0.3
+
+
+async def roundtrip(port: int, payload: bytes, timeout: float = ARRIVES) -> bytes:
     reader, writer = await asyncio.open_connection("127.0.0.1", port)
     try:
         writer.write(payload)
@@ -42,7 +48,7 @@ def test_forwarding_blocking_healing_and_delay() -> None:
 
         proxy.block()
         try:
-            await roundtrip(proxy.port, b"lost", timeout=0.3)
+            await roundtrip(proxy.port, b"lost", timeout=NOTHING)
             raise AssertionError("a blocked link forwarded data")
         except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
             pass
@@ -58,9 +64,10 @@ def test_forwarding_blocking_healing_and_delay() -> None:
         proxy.faults.delay = 0.0
         proxy.faults.reset_rate = 1.0
         try:
-            await roundtrip(proxy.port, b"reset", timeout=0.5)
+            # Not a timeout: the reset must cut the connection (and be counted).
+            await roundtrip(proxy.port, b"reset")
             raise AssertionError("a resetting link forwarded data")
-        except (asyncio.IncompleteReadError, ConnectionError, TimeoutError):
+        except (asyncio.IncompleteReadError, ConnectionError):
             pass
         assert proxy.resets >= 1
         await proxy.close()
@@ -77,9 +84,9 @@ def test_blocking_cuts_existing_connections() -> None:
         await proxy.start()
         reader, writer = await asyncio.open_connection("127.0.0.1", proxy.port)
         writer.write(b"x")
-        assert await reader.readexactly(1) == b"x"
+        assert await asyncio.wait_for(reader.readexactly(1), ARRIVES) == b"x"
         proxy.block()
-        data = await asyncio.wait_for(reader.read(1), 1.0)
+        data = await asyncio.wait_for(reader.read(1), ARRIVES)
         assert data == b""  # the connection was cut
         writer.close()
         await proxy.close()

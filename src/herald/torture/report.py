@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .run import TortureResult
@@ -20,11 +21,15 @@ def write_report(result: TortureResult) -> None:
 
 
 def print_summary(result: TortureResult, console: Console) -> None:
+    """The table, the faults, then the verdict: safety (guarantees) and liveness
+    (the drain) apart. A queue that did not drain has no lost messages, only
+    undelivered ones so far."""
     table = Table(title=f"herald torture: {result.nodes} nodes, {result.seconds:.0f} s")
+    missing = "lost" if result.drained else "undelivered so far"
     for column in (
         "semantics",
         "confirmed",
-        "lost",
+        missing,
         "unexpected",
         "dup. deliveries",
         "dup. effects",
@@ -34,7 +39,7 @@ def print_summary(result: TortureResult, console: Console) -> None:
         table.add_row(
             mode,
             str(counts["confirmed"]),
-            str(counts["lost"]),
+            str(counts["lost"] if result.drained else counts["undelivered_so_far"]),
             str(counts["unexpected"]),
             str(counts["duplicated"]),
             str(counts["duplicated_effects"]),
@@ -50,16 +55,34 @@ def print_summary(result: TortureResult, console: Console) -> None:
         f"majority was up; longest unavailability {result.longest_unavailable:.2f} s; "
         f"confirm latency p50 {result.latency_ms['p50']} ms, p99 {result.latency_ms['p99']} ms"
     )
-    for line in result.failures:
-        console.print(f"[red]FAILED[/red] {line}")
-    if not result.drained:
-        console.print("[red]the queue did not drain after healing: the counts are partial[/red]")
     for line in result.phenomena:
-        console.print(f"[yellow]allowed[/yellow] {line}")
-    console.print(
-        "[green]every guarantee held[/green]" if result.ok else "[red]a guarantee is broken[/red]"
-    )
+        console.print(f"[yellow]allowed[/yellow] {escape(line)}")
+    for line in result.failures:
+        console.print(f"[red]SAFETY FAILURE[/red] {escape(line)}")
+    if result.drained:
+        console.print(f"liveness: {escape(result.drain.describe())}")
+    else:
+        console.print(f"[red]LIVENESS FAILURE[/red] {escape(result.drain.describe())}")
+        console.print(
+            "undelivered so far (not lost: the queue did not drain): "
+            + ", ".join(f"{mode} {count}" for mode, count in result.undelivered.items())
+        )
+    console.print(_verdict(result))
     console.print(f"report: {result.report_dir} (history.jsonl, results.json, latency.png)")
+
+
+def _verdict(result: TortureResult) -> str:
+    if result.ok:
+        return "[green]every guarantee held, and the queue drained[/green]"
+    lines = []
+    if not result.safe:
+        lines.append("[red]safety: a guarantee is broken[/red]")
+    if not result.live:
+        lines.append(
+            "[red]liveness: drain did not finish[/red]"
+            + ("" if not result.safe else " (no guarantee found broken in the partial history)")
+        )
+    return "\n".join(lines)
 
 
 def _plot(result: TortureResult, path: Path) -> None:
@@ -93,8 +116,13 @@ def _plot(result: TortureResult, path: Path) -> None:
         "seconds (red: kills, blue: pauses, purple: power loss, orange: partitions, "
         "green: slow links)"
     )
+    missing = (
+        f"lost {result.lost}"
+        if result.lost is not None
+        else f"did not drain: {sum(result.undelivered.values())} undelivered so far"
+    )
     latency.set_title(
-        f"herald torture: {result.ops} publishes, lost {result.lost}, "
+        f"herald torture: {result.ops} publishes, {missing}, "
         f"duplicated effects {result.duplicated_effects}"
     )
     for axis in (latency, throughput):
