@@ -386,3 +386,56 @@ def test_examples_are_capped_but_counts_are_not() -> None:
     h.deliver([], group="g")
     result = check_queue(h.ops, max_examples=3)
     assert result.counts["lost"] == 30 and len(result.examples("lost")) == 3
+
+
+def _drop(h: History, status: str = "ok") -> None:
+    h.r.invoke(99, "drop", {"queue": "q"})
+    h.r.record(99, status, "drop", {})
+
+
+def test_a_dropped_queue_excuses_what_it_held_and_nothing_published_after() -> None:
+    h = History()
+    h.publish("before")  # confirmed, then the queue is deleted and made again
+    _drop(h)
+    h.publish("after")  # published into the new queue: it must arrive
+    h.deliver([])
+    result = check_queue(h.ops)
+    lost = {f.id for f in result.examples("lost")}
+    assert lost == {"after"}
+
+
+def test_a_drop_of_unknown_outcome_excuses_too_and_a_failed_one_does_not() -> None:
+    for status, expected in (("info", set()), ("fail", {"before"})):
+        h = History()
+        h.publish("before")
+        _drop(h, status)
+        h.deliver([])
+        assert {f.id for f in check_queue(h.ops).examples("lost")} == expected
+
+
+def test_sequences_of_a_new_incarnation_are_not_reordering() -> None:
+    h = History()
+    for name in ("a", "b"):
+        h.publish(name)
+    h.r.invoke(10, "deliver", {"queue": "q", "group": "g", "mode": AT_LEAST_ONCE})
+    first: list[Json] = [
+        {"id": "a", "seq": 1, "inc": 1, "attempt": 1, "redelivery": False},
+        {"id": "b", "seq": 2, "inc": 1, "attempt": 1, "redelivery": False},
+    ]
+    h.r.ok(10, "deliver", {"messages": first})
+    _drop(h)
+    h.publish("c")
+    h.r.invoke(10, "deliver", {"queue": "q", "group": "g", "mode": AT_LEAST_ONCE})
+    again: list[Json] = [{"id": "c", "seq": 1, "inc": 2, "attempt": 1, "redelivery": False}]
+    h.r.ok(10, "deliver", {"messages": again})
+    result = check_queue(h.ops)
+    assert result.counts["reordered"] == 0
+    assert result.counts["lost"] == 0
+    # Without incarnations, sequence 1 after 2 is reordering.
+    for item in again:
+        assert isinstance(item, dict)
+        del item["inc"]
+    for item in first:
+        assert isinstance(item, dict)
+        del item["inc"]
+    assert check_queue(h.ops).counts["reordered"] == 1

@@ -33,6 +33,13 @@ Findings, per stream:
 - **attempt_regression**: a later delivery of a message carries an attempt
   number not above an earlier one's.
 
+A ``drop`` operation says the queue's messages were thrown away (the queue
+deleted and created again, or purged): a message first published before a
+drop that may have happened (``ok`` or ``info``) ended is not lost if it never
+arrives. Sequence numbers are compared within one incarnation of a queue only
+(deliveries may say which with ``inc``): a queue created again numbers its
+messages from 1 again.
+
 Each finding is attributed to a delivery mode, which decides whether it is a
 failure or a phenomenon (:mod:`herald.check.verdict`):
 
@@ -143,6 +150,7 @@ class _Delivery:
     start: int
     end: int
     seq: int | None
+    inc: int | None
     attempt: int | None
     redelivery: bool | None
     batch: int  # position of its deliver operation
@@ -187,9 +195,10 @@ def _mode(value: Mapping[str, Json]) -> str:
 
 def _gather(
     operations: Sequence[Operation],
-) -> tuple[dict[tuple[str, str], _Publish], dict[Stream, _Stream]]:
+) -> tuple[dict[tuple[str, str], _Publish], dict[Stream, _Stream], dict[str, list[int]]]:
     publishes: dict[tuple[str, str], _Publish] = {}
     streams: dict[Stream, _Stream] = {}
+    drops: dict[str, list[int]] = {}  # queue -> when each drop (that may have happened) ended
 
     def stream_of(value: Mapping[str, Json]) -> _Stream:
         key = (_text(value, "queue"), _text(value, "group"))
@@ -228,6 +237,7 @@ def _gather(
                     op.start,
                     op.end,
                     _int(item, "seq"),
+                    _int(item, "inc"),
                     _int(item, "attempt"),
                     redelivery if isinstance(redelivery, bool) else None,
                     op.start,
@@ -257,7 +267,11 @@ def _gather(
                 stream.dead.update(str(i) for i in ids)
             else:
                 stream.dead.add(_text(value, "id"))
-    return publishes, streams
+        elif op.f == "drop" and op.status in ("ok", "info"):
+            # An unknown drop may have happened: as good as one, for excusing losses.
+            end = op.end if op.status == "ok" else 1 << 62
+            drops.setdefault(_text(value, "queue"), []).append(end)
+    return publishes, streams, drops
 
 
 # -- judging ---------------------------------------------------------------------------------
@@ -346,28 +360,35 @@ def _check_order(
                 f"confirmed before {other!r} was published, but first-delivered after it",
             )
 
-    # (2) Broker sequence numbers of first deliveries that do not overlap in time.
-    with_seq = sorted((d for d in firsts if d.seq is not None), key=lambda d: d.end)
-    ends = [d.end for d in with_seq]
-    prefix_max: list[tuple[int, str]] = []
-    top = (-1, "")
-    for d in with_seq:
-        assert d.seq is not None
-        top = max(top, (d.seq, d.id))
-        prefix_max.append(top)
-    for d in with_seq:
-        assert d.seq is not None
-        position = bisect.bisect_left(ends, d.start)
-        if position and prefix_max[position - 1][0] > d.seq and d.id not in reported:
-            reported.add(d.id)
-            findings.add(
-                "reordered",
-                mode,
-                stream_key,
-                d.id,
-                f"first delivery of sequence {d.seq} after that of "
-                f"{prefix_max[position - 1][0]} ({prefix_max[position - 1][1]!r}) had completed",
-            )
+    # (2) Broker sequence numbers of first deliveries that do not overlap in time,
+    # within one incarnation of the queue (a queue made again numbers from 1).
+    incarnations: dict[int | None, list[_Delivery]] = {}
+    for d in firsts:
+        if d.seq is not None:
+            incarnations.setdefault(d.inc, []).append(d)
+    for inc in sorted(incarnations, key=lambda i: -1 if i is None else i):
+        with_seq = sorted(incarnations[inc], key=lambda d: d.end)
+        ends = [d.end for d in with_seq]
+        prefix_max: list[tuple[int, str]] = []
+        top = (-1, "")
+        for d in with_seq:
+            assert d.seq is not None
+            top = max(top, (d.seq, d.id))
+            prefix_max.append(top)
+        for d in with_seq:
+            assert d.seq is not None
+            position = bisect.bisect_left(ends, d.start)
+            if position and prefix_max[position - 1][0] > d.seq and d.id not in reported:
+                reported.add(d.id)
+                earlier = prefix_max[position - 1]
+                findings.add(
+                    "reordered",
+                    mode,
+                    stream_key,
+                    d.id,
+                    f"first delivery of sequence {d.seq} after that of "
+                    f"{earlier[0]} ({earlier[1]!r}) had completed",
+                )
 
     # (3) One batch in sequence order.
     first_ids = {id(d) for d in firsts}
@@ -406,7 +427,7 @@ def check_queue(history: Sequence[Op], *, max_examples: int = 10) -> QueueCheckR
     """Check a queue history; see the module docstring for what is found and how it
     is attributed to delivery modes. Raises HistoryFormatError for a malformed one."""
     operations = list(pair_operations(history))
-    publishes, streams = _gather(operations)
+    publishes, streams, drops = _gather(operations)
     findings = _Findings(max_examples)
     mode_streams: dict[str, int] = dict.fromkeys(MODES, 0)
     mode_confirmed: dict[str, int] = dict.fromkeys(MODES, 0)
@@ -493,9 +514,15 @@ def check_queue(history: Sequence[Op], *, max_examples: int = 10) -> QueueCheckR
         loss_mode = mode
         if stream.uncertain_amo or mode == AT_MOST_ONCE:
             loss_mode = AT_MOST_ONCE
+        dropped_until = max(drops.get(queue, ()), default=None)
         for message_id in confirmed:
             if message_id in stream.dead:
                 continue
+            if dropped_until is not None:
+                first_invoke = publishes[(queue, message_id)].first_invoke
+                if first_invoke is not None and first_invoke < dropped_until:
+                    # It may have been thrown away with the queue's messages.
+                    continue
             if message_id not in stream.deliveries:
                 findings.add(
                     "lost", loss_mode, stream_key, message_id, "confirmed, never delivered"
