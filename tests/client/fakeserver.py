@@ -18,10 +18,16 @@ Faults a test can ask for:
 - ``answer_next``: answer the next requests with these error codes, carrying
   each out first or not (``OutcomeUnknownError`` after the fact, say);
 - ``claim_leader``: greet as the leader although not one (then answer
-  ``NotLeaderError``), as a node with a stale view would.
+  ``NotLeaderError``), as a node with a stale view would;
+- ``unreadable``: a predicate on a request; a frame holding a request it
+  matches is answered like a frame the server cannot read (a reply of id 0
+  with ``MalformedFrameError``, then the connection closes), as the real
+  server answers a frame it cannot decode. A frame beyond ``max_frame`` gets
+  ``FrameTooLargeError`` the same way.
 
 It records what it saw: ``frames`` (request frames), ``requests`` (counts by
-request type), ``frame_sizes`` (requests per frame) and ``connections``.
+request type), ``frame_sizes`` (requests per frame), ``frame_bytes`` (the
+payload size of each frame), ``refused_frames`` and ``connections``.
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Iterator
 from typing import Any
 
 import msgspec
@@ -47,7 +54,13 @@ from herald.broker.model import (
     Redriven,
     Session,
 )
-from herald.errors import BrokerError, HeraldError, InvalidOptionsError, ProtocolError
+from herald.errors import (
+    BrokerError,
+    HeraldError,
+    InvalidOptionsError,
+    MalformedFrameError,
+    ProtocolError,
+)
 from herald.wire import protocol as p
 from herald.wire.frames import (
     FrameDecoder,
@@ -62,6 +75,15 @@ __all__ = ["FakeCluster", "FakeServer"]
 
 def _error_reply(request_id: int, error: BaseException) -> p.Reply:
     return p.Reply(request_id, False, None, p.ErrorInfo(type(error).__name__, str(error)))
+
+
+def _frames(decoder: FrameDecoder, data: bytes) -> Iterator[bytes | ProtocolError]:
+    """The frames in ``data``, then the error that stops the stream, if one does (the
+    frames before a bad one are read, as the real server reads them)."""
+    try:
+        yield from decoder.feed(data)
+    except ProtocolError as error:
+        yield error
 
 
 def now_us() -> int:
@@ -99,9 +121,13 @@ class FakeServer:
         self.claim_leader = False  # greet as the leader even when not (a stale view)
         #: Answer the next requests with these error codes: (code, carry it out first).
         self.answer_next: list[tuple[str, bool]] = []
+        #: Requests the server "cannot read": their frame is refused whole.
+        self.unreadable: Any = None
         # observations
         self.frames = 0
         self.frame_sizes: list[int] = []
+        self.frame_bytes: list[int] = []
+        self.refused_frames = 0
         self.requests: Counter[str] = Counter()
         self.connections = 0
         self.hellos: list[p.Hello] = []
@@ -165,7 +191,11 @@ class FakeServer:
                 data = await reader.read(1 << 16)
                 if not data:
                     return
-                for payload in decoder.feed(data):
+                for payload in _frames(decoder, data):
+                    if isinstance(payload, ProtocolError):
+                        if handshaken:
+                            await self._refuse_frame(writer, payload)
+                        return
                     if not handshaken:
                         hello = decode_hello(payload)
                         self.hellos.append(hello)
@@ -189,8 +219,14 @@ class FakeServer:
                         handshaken = True
                         continue
                     requests = decode_requests(payload)
+                    if self.unreadable is not None and any(map(self.unreadable, requests)):
+                        await self._refuse_frame(
+                            writer, MalformedFrameError("malformed request frame: fake")
+                        )
+                        return
                     self.frames += 1
                     self.frame_sizes.append(len(requests))
+                    self.frame_bytes.append(len(payload))
                     if self.drop_frames:
                         self.drop_frames -= 1
                         writer.close()
@@ -216,6 +252,15 @@ class FakeServer:
         finally:
             self.writers.discard(writer)
             writer.close()
+
+    async def _refuse_frame(self, writer: asyncio.StreamWriter, error: ProtocolError) -> None:
+        """The real server's answer to a frame it cannot read: a reply of id 0, close."""
+        self.refused_frames += 1
+        info = p.ErrorInfo(type(error).__name__, str(error))
+        writer.write(encode_messages([p.Reply(0, False, None, info)]))
+        with contextlib.suppress(ConnectionError):
+            await writer.drain()
+        writer.close()
 
     def _spawn(self, coroutine: Any) -> None:
         task = asyncio.create_task(coroutine)
@@ -297,7 +342,13 @@ class FakeServer:
             assert isinstance(receipt, Receipt)
             if not receipt.duplicate:
                 self.published.append((r.producer, r.sequence, r.body))
-            return [receipt.queue, receipt.sequence, receipt.duplicate, "durable"]
+            return [
+                receipt.queue,
+                receipt.sequence,
+                receipt.duplicate,
+                "durable",
+                getattr(receipt, "incarnation", 0),
+            ]
         if isinstance(r, p.Subscribe):
             from herald.broker.model import DeliveryMode
 
@@ -325,6 +376,7 @@ class FakeServer:
                     d.deadline,
                     d.redelivery,
                     None if d.reason is None else d.reason.value,
+                    getattr(d, "incarnation", 0),
                 )
                 for d in result.deliveries
             ]
@@ -388,6 +440,20 @@ class FakeServer:
                     [msgspec.to_builtins(record) for record in letter.history],
                 )
                 for letter in letters
+            ]
+        if isinstance(r, p.Peek):
+            return [
+                p.PeekedMessage(
+                    peeked.message.sequence,
+                    peeked.message.body,
+                    list(peeked.message.headers),
+                    peeked.message.message_id,
+                    peeked.message.publish_time,
+                    peeked.attempts,
+                    peeked.state,
+                    peeked.incarnation,
+                )
+                for peeked in broker.peek(r.queue, r.group or None, r.limit)
             ]
         if isinstance(r, p.Status):
             return {

@@ -59,7 +59,7 @@ class _NullConnection(asyncio.Protocol):
                 kind = type(request)
                 if kind is p.Publish:
                     self.sequence += 1
-                    value: Any = [request.queue, self.sequence, False, "durable"]
+                    value: Any = [request.queue, self.sequence, False, "durable", 1]
                 elif kind is p.Deliver:
                     value = []
                     for _ in range(request.max_messages):

@@ -7,6 +7,7 @@ import json
 import pytest
 from typer.testing import CliRunner
 
+from herald import SyncClient
 from herald.cli.main import app
 
 from .conftest import ThreadedFake
@@ -44,9 +45,11 @@ def test_publish_consume_round_trip(threaded_fake: ThreadedFake) -> None:
     assert [g["body"] for g in got] == ["one", "two"]
     assert got[0]["headers"] == {"k": "v"} and got[0]["attempt"] == 1
 
-    # --no-ack peeks: the message comes back for the next consumer of the group.
+    # --no-ack looks without taking: the message stays for the group, no attempt counted.
     result = herald(threaded_fake, "consume", "jobs", "--count", "1", "--no-ack")
     assert result.stdout == "three\n"
+    result = herald(threaded_fake, "consume", "jobs", "--count", "1", "--no-ack", "--json")
+    assert json.loads(result.stdout)["attempts"] == 0
     result = herald(threaded_fake, "consume", "jobs", "--count", "3", "--idle", "1")
     assert result.stdout.splitlines() == ["three", "four", "one-again"]
     result = herald(threaded_fake, "consume", "jobs", "--idle", "0.2")
@@ -83,10 +86,16 @@ def test_queue_commands(threaded_fake: ThreadedFake) -> None:
 def test_dead_letter_commands(threaded_fake: ThreadedFake) -> None:
     herald(threaded_fake, "queues", "create", "q", "--max-deliveries", "1", "--lease", "0.1")
     herald(threaded_fake, "publish", "q", "poison")
-    # One delivery that is never acked: after its lease, it is dead-lettered.
-    assert (
-        herald(threaded_fake, "consume", "q", "-g", "g", "--count", "1", "--no-ack").exit_code == 0
-    )
+    # Looking costs no attempt: nothing is dead-lettered by it.
+    assert herald(threaded_fake, "consume", "q", "-g", "g", "--no-ack").stdout == "poison\n"
+    assert herald(threaded_fake, "dlq", "ls", "q").stdout.strip() == "no dead letters"
+    # One delivery that is never acked: its consumer leaves, and with
+    # max-deliveries 1 it is dead-lettered.
+    with (
+        SyncClient(threaded_fake.address) as client,
+        client.consume("q", "g", prefetch=1) as deliveries,
+    ):
+        assert next(deliveries).body == b"poison"
     result = herald(threaded_fake, "dlq", "ls", "q", "--json")
     letter = json.loads(result.stdout)
     assert (letter["sequence"], letter["reason"], letter["body"]) == (1, "max_deliveries", "poison")

@@ -140,7 +140,7 @@ def test_reconnects_with_backoff_after_the_connection_drops() -> None:
                     server.kill_connections()
                     receipt = await client.publish("q", f"r{round_}".encode())
                     assert receipt.sequence == round_ + 1
-                assert client.session.connects == 6
+                assert client.core.connects == 6
                 assert server.connections == 6
         finally:
             await server.stop()
@@ -154,11 +154,12 @@ def test_backoff_grows_and_is_jittered() -> None:
         address = await server.start()
         try:
             async with Client(address) as client:
-                delays = [client.session._backoff(n) for n in range(1, 12) for _ in range(20)]
-                assert all(0 <= d <= 2.0 for d in delays)
-                early = max(client.session._backoff(1) for _ in range(50))
-                late = max(client.session._backoff(10) for _ in range(50))
-                assert early <= 0.1 < late
+                core = client.core
+                delays = [core.backoff(n) for n in range(1, 12) for _ in range(20)]
+                assert all(0 <= d <= 2_000_000 for d in delays)  # microseconds
+                early = max(core.backoff(1) for _ in range(50))
+                late = max(core.backoff(10) for _ in range(50))
+                assert early <= 100_000 < late
                 assert len(set(delays)) > 100  # jittered
         finally:
             await server.stop()

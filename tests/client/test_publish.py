@@ -7,8 +7,10 @@ import asyncio
 import pytest
 
 from herald import Client, ConnectionClosedError, RequestTimeoutError, UsageError
+from herald.client import Receipt
 from herald.errors import (
     MessageTooLargeError,
+    ProducerSequenceGapError,
     ProducerSequenceStaleError,
     UnknownQueueError,
 )
@@ -117,7 +119,7 @@ def test_lost_replies_are_retried_and_stored_once() -> None:
             stats = server.broker.stats("q")
             assert stats.counters.published == 400
             assert stats.counters.duplicates_by_producer == 800
-            assert client.session.connects == 3
+            assert client.core.connects == 3
         finally:
             await _stop(server, client)
 
@@ -147,7 +149,7 @@ def test_at_most_max_in_flight_publishes_per_queue_are_on_the_wire() -> None:
             futures = [client.publish("q", f"m{i}".encode()) for i in range(45)]
             await asyncio.sleep(0.005)
             assert client.in_flight("q") == 45
-            assert client.session.in_flight <= 10
+            assert client.core.in_flight <= 10
             await asyncio.gather(*futures)
             assert max(server.frame_sizes[1:]) <= 10
             assert server.messages("q") == [f"m{i}".encode() for i in range(45)]
@@ -194,17 +196,48 @@ def test_an_unknown_queue_fails_every_publish_in_flight_then_recovers() -> None:
     arun(scenario())
 
 
-def test_a_gap_the_client_did_not_cause_starts_a_fresh_identity() -> None:
+def test_a_gap_fails_the_publishes_sent_and_starts_a_fresh_identity_for_the_rest() -> None:
     async def scenario() -> None:
         server, client = await _started()
         try:
             await client.publish("q", b"one")
-            producer = client._producers["q"]
-            producer.next_seq += 3  # as if three numbers had vanished
-            receipts = await asyncio.gather(client.publish("q", b"two"), client.publish("q", b"3"))
-            assert [r.sequence for r in receipts] == [2, 3]
-            assert producer.producer != client.producer_id
-            assert server.messages("q") == [b"one", b"two", b"3"]
+            producer = client.core.producer("q")
+            assert producer is not None
+            producer.next_seq += 3  # as if three numbers had vanished on the way
+            results = await asyncio.gather(
+                client.publish("q", b"two"), client.publish("q", b"3"), return_exceptions=True
+            )
+            # Both were numbered and sent: each meets the gap (surely not stored) and
+            # neither is renumbered. Publishes not yet numbered get a fresh identity.
+            assert all(isinstance(r, ProducerSequenceGapError) for r in results), results
+            assert producer.producer == f"{client.producer_id}.1"
+            receipt = await client.publish("q", b"four")
+            assert receipt.sequence == 2 and not receipt.duplicate
+            assert server.messages("q") == [b"one", b"four"]
+            assert server.published[-1] == (f"{client.producer_id}.1", 1, b"four")
+        finally:
+            await _stop(server, client)
+
+    arun(scenario())
+
+
+def test_a_gap_renumbers_only_publishes_not_yet_sent() -> None:
+    async def scenario() -> None:
+        server, client = await _started(max_in_flight=1)
+        try:
+            await client.publish("q", b"one")
+            producer = client.core.producer("q")
+            assert producer is not None
+            producer.next_seq += 3
+            # "two" goes out (numbered 5: a gap); "three" waits in the backlog,
+            # unnumbered, and is numbered 1 of the fresh identity when room opens.
+            results = await asyncio.gather(
+                client.publish("q", b"two"), client.publish("q", b"three"), return_exceptions=True
+            )
+            assert isinstance(results[0], ProducerSequenceGapError)
+            assert isinstance(results[1], Receipt) and results[1].sequence == 2
+            assert server.messages("q") == [b"one", b"three"]
+            assert server.published[-1] == (f"{client.producer_id}.1", 1, b"three")
         finally:
             await _stop(server, client)
 

@@ -1,4 +1,4 @@
-"""``herald consume``: print messages of a queue as a member of a consumer group."""
+"""``herald consume``: print messages of a queue as a member of a consumer group, or look."""
 
 from __future__ import annotations
 
@@ -7,9 +7,10 @@ import time
 
 import typer
 
-from herald.client import Delivery
+from herald.client import Delivery, PeekedMessage
+from herald.errors import UnknownGroupError
 
-from ._client import TIMEOUT_OPTION, URL_OPTION, connect, decode_body, print_json, run
+from ._client import TIMEOUT_OPTION, URL_OPTION, connect, decode_body, err_console, print_json, run
 
 HELP = """Consume messages of QUEUE as a member of a consumer group and print them.
 
@@ -19,9 +20,15 @@ Every group receives every message; the consumers of one group share them.
 
 --mode at_least_once (default): each message is acked after it is printed; if
 this command dies first, the message comes back. --mode at_most_once: the
-broker settles each message as it hands it out; a crash loses it. --no-ack
-prints without acking: the messages go back to the group when the command
-leaves it (useful to peek).
+broker settles each message as it hands it out; a crash loses it. With
+--count N the command never leases more than N messages (--prefetch is capped
+at N), so nothing is left leased to it when it exits.
+
+--no-ack looks without taking: it prints the messages the group has not
+settled yet (in order, up to --count, or all the server shows), leases
+nothing and counts no delivery attempt, so looking never brings a message
+closer to the dead letters. With --json each line also has the message's
+state in the group (backlog, ready, leased, delayed) and its attempts so far.
 
 Stops after --count messages, after --idle seconds without one, or on Ctrl-C.
 Exit status: 0 done; 1 the broker refused (unknown queue, ...); 2 bad usage;
@@ -43,6 +50,19 @@ def _as_dict(delivery: Delivery) -> dict[str, object]:
     }
 
 
+def _peeked_dict(queue: str, group: str | None, message: PeekedMessage) -> dict[str, object]:
+    return {
+        "queue": queue,
+        "group": group,
+        "sequence": message.sequence,
+        "state": message.state,
+        "attempts": message.attempts,
+        "message_id": message.message_id,
+        "headers": dict(message.headers),
+        "body": decode_body(message.body),
+    }
+
+
 def consume(
     queue: str = typer.Argument(..., help="The queue to consume."),
     group: str = typer.Option("default", "--group", "-g", help="The consumer group."),
@@ -53,7 +73,7 @@ def consume(
         0, "--count", "-n", min=0, help="Stop after this many messages (0: no limit)."
     ),
     no_ack: bool = typer.Option(
-        False, "--no-ack", help="Do not ack: the messages return to the group on exit."
+        False, "--no-ack", help="Look without taking: lease nothing, count no attempt."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print each message as a JSON line."),
     idle: float | None = typer.Option(
@@ -67,11 +87,20 @@ def consume(
         raise typer.BadParameter(
             f"{mode!r}: choose at_least_once or at_most_once", param_hint="--mode"
         )
+    if no_ack:
+        run(lambda: _look(url, timeout, queue, group, count, as_json))
+        return
     window = min(prefetch, count) if count else prefetch
 
     async def main() -> None:
         async with connect(url, timeout) as client:
-            consumer = client.consume(queue, group, mode=mode, prefetch=window)  # type: ignore[arg-type]
+            consumer = client.consume(
+                queue,
+                group,
+                mode=mode,  # type: ignore[arg-type]
+                prefetch=window,
+                limit=count or None,
+            )
             seen = 0
             async with consumer:
                 last = time.monotonic()
@@ -87,7 +116,30 @@ def consume(
                         sys.stdout.write(decode_body(delivery.body) + "\n")
                         sys.stdout.flush()
                     seen += 1
-                    if not no_ack:
-                        await delivery.ack()
+                    await delivery.ack()
 
     run(main)
+
+
+async def _look(
+    url: str, timeout: float, queue: str, group: str, count: int, as_json: bool
+) -> None:
+    async with connect(url, timeout) as client:
+        shown: str | None = group
+        try:
+            messages = await client.peek(queue, group, limit=count)
+        except UnknownGroupError:
+            # A group that does not exist yet would start with every retained message.
+            err_console.print(
+                f"group {group!r} of {queue!r} does not exist yet: showing every message "
+                "the queue retains",
+                highlight=False,
+            )
+            shown = None
+            messages = await client.peek(queue, limit=count)
+        for message in messages:
+            if as_json:
+                print_json(_peeked_dict(queue, shown, message))
+            else:
+                sys.stdout.write(decode_body(message.body) + "\n")
+        sys.stdout.flush()

@@ -1,4 +1,10 @@
-"""The asyncio client: :class:`Client`.
+"""The asyncio client: :class:`Client`, a thin shell over the sans-IO client core.
+
+The protocol -- discovery, pipelining, retries, timeouts, the idempotent
+producer, consumers -- lives in :class:`herald.client.core.ClientCore`; this
+shell owns one real connection (an :class:`asyncio.Protocol`), carries out the
+core's actions, keeps one loop timer armed for the core's next wakeup and
+turns the core's operations into futures.
 
 What a retry means, per operation
 ---------------------------------
@@ -13,12 +19,15 @@ reconnects, with exponential backoff and jitter, and then:
 - **publish** (idempotent producer, the default) is resent with the same
   producer id and sequence number: it is published exactly once, and a retry
   that finds the message already there gets the original receipt with
-  ``duplicate=True``. With ``idempotent=False``, a publish with a ``key`` is
-  resent too (the broker's idempotency index answers the retry); one without a
-  key raises :class:`~herald.errors.ConnectionClosedError` (outcome unknown).
-  A publish that times out stays in flight behind the scenes, so the numbers
-  after it stay valid; its caller just stops waiting.
-- **reads** (``queues``, ``stats``, ``dead_letters``, ``status``) and
+  ``duplicate=True`` (or, if the broker refused it, the same refusal). A
+  number names one publish for good: the client never gives it to another
+  message (see :mod:`herald.client._producer` for refusals and gaps). With
+  ``idempotent=False``, a publish with a ``key`` is resent too (the broker's
+  idempotency index answers the retry); one without a key raises
+  :class:`~herald.errors.ConnectionClosedError` (outcome unknown). A publish
+  that times out stays in flight behind the scenes, so the numbers after it
+  stay valid; its caller just stops waiting.
+- **reads** (``queues``, ``stats``, ``dead_letters``, ``peek``, ``status``) and
   **create_queue** are resent (creating a queue that exists with the same
   options is a no-op; a retried create may report ``False`` although the first
   attempt created it).
@@ -37,9 +46,20 @@ reconnects, with exponential backoff and jitter, and then:
 
 A reply ``NotLeaderError``, ``ProposalLostError``, ``ShuttingDownError`` or
 ``OverloadedError`` means the request was not carried out; the client
-reconnects (to the leader it names) and resends it, whatever the operation.
-``OutcomeUnknownError`` (the leader stepped down before the command committed)
-is handled like a lost connection.
+reconnects (to the leader it names) and resends it, whatever the operation --
+once it has the answers to what it had sent before on that connection, which
+the server may still carry out (so no answer is lost and nothing is resent
+for nothing).
+``OutcomeUnknownError`` (the leader lost its leadership before it knew the
+command's fate) and a server-side ``RequestTimeoutError`` (a read could not
+confirm leadership) are handled like a lost connection: retryable calls are
+resent, the others fail with that error.
+
+A request too large for the server's frame limit (``max_frame``) fails at once
+with :class:`~herald.errors.MessageTooLargeError` and is never sent. Should the
+server nevertheless refuse a frame it cannot read (a protocol error), the
+request it refused fails with that error and is not resent (the core's
+docstring says how it is found).
 """
 
 from __future__ import annotations
@@ -47,38 +67,27 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import enum
+import logging
+import random
 import secrets
 from collections.abc import Iterable, Mapping, Sequence
 from types import TracebackType
-from typing import Any, Final
+from typing import Any, Final, TypeVar, cast
 
-from herald.broker.model import QueueOptions
-from herald.errors import ConnectionClosedError, HeraldError, UsageError
-from herald.wire.protocol import (
-    CreateQueue,
-    DeadLetter,
-    DeadLetters,
-    DeleteGroup,
-    DeleteQueue,
-    ListQueues,
-    Publish,
-    PurgeQueue,
-    Redrive,
-    Stats,
-    Status,
-)
+from herald.errors import HeraldError, MessageTooLargeError, UsageError
+from herald.wire.protocol import DeadLetter, PeekedMessage
 
-from ._consumer import Consumer, Mode
-from ._producer import PublishCall, QueueProducer
-from ._session import DEFAULT_SEEDS, Session, ValueCall, parse_seeds
-from .types import ClusterStatus, QueueStats, Receipt, convert, durability
+from ._addresses import DEFAULT_SEEDS, split_address
+from ._consumer import Consumer, Delivery, Mode, settle_future
+from ._ops import Action, Dial, Op, Send
+from .core import MAX_IN_FLIGHT, ClientCore
+from .types import ClusterStatus, QueueStats, Receipt
 
-__all__ = ["DEFAULT_SEEDS", "Client"]
+__all__ = ["DEFAULT_SEEDS", "MAX_IN_FLIGHT", "UNSET", "Client"]
 
-#: The most publishes in flight per queue: the broker's largest producer window.
-MAX_IN_FLIGHT: Final = 1000
-_MAX_NAME = 255
-_MAX_KEY = 1024
+T = TypeVar("T")
+
+_log = logging.getLogger("herald.client")
 
 
 class _Unset(enum.Enum):
@@ -89,26 +98,23 @@ UNSET: Final = _Unset.UNSET
 
 # Option fields given in seconds by the caller, in microseconds on the wire.
 _DURATIONS = ("dedup_ttl", "lease_duration", "producer_ttl")
+_NO_HEADERS: list[tuple[str, str]] = []
 
 
-def _check_name(kind: str, value: str) -> None:
-    if not isinstance(value, str) or not 0 < len(value) <= _MAX_NAME or not value.isprintable():
-        raise UsageError(f"{kind} name must be 1..{_MAX_NAME} printable characters: {value!r}")
+def _us(seconds: float) -> int:
+    return round(seconds * 1_000_000)
+
+
+def _timeout(seconds: float | None) -> int | None:
+    return None if seconds is None else _us(seconds)
 
 
 def _headers(headers: Mapping[str, str] | Iterable[tuple[str, str]]) -> list[tuple[str, str]]:
-    pairs = list(headers.items()) if isinstance(headers, Mapping) else [tuple(p) for p in headers]
-    seen: set[str] = set()
-    out: list[tuple[str, str]] = []
-    for pair in pairs:
-        if len(pair) != 2 or not isinstance(pair[0], str) or not isinstance(pair[1], str):
-            raise UsageError(f"a header must be a (str, str) pair: {pair!r}")
-        name, value = pair
-        if not name or name in seen:
-            raise UsageError(f"empty or repeated header name {name!r}")
-        seen.add(name)
-        out.append((name, value))
-    return out
+    if isinstance(headers, Mapping):
+        return list(headers.items())
+    if isinstance(headers, (str, bytes)):
+        raise UsageError(f"headers must be a mapping or (str, str) pairs, not {headers!r}")
+    return list(headers)
 
 
 def _body(body: bytes | bytearray | memoryview | str) -> bytes:
@@ -117,6 +123,50 @@ def _body(body: bytes | bytearray | memoryview | str) -> bytes:
     if isinstance(body, (bytearray, memoryview)):
         return bytes(body)
     raise UsageError(f"a message body must be bytes or str, not {type(body).__name__}")
+
+
+class _Link(asyncio.Protocol):
+    """The one TCP connection the core asked for: bytes in, bytes out."""
+
+    def __init__(self, client: Client, address: str) -> None:
+        self.client = client
+        self.address = address
+        self.transport: asyncio.Transport | None = None
+        self.task: asyncio.Task[None] | None = None
+        self.closed = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses, but behave as one.
+        self.transport = cast(asyncio.Transport, transport)
+        if self.closed:
+            transport.close()
+            return
+        self.client._link_connected(self)
+
+    def data_received(self, data: bytes) -> None:
+        if not self.closed:
+            self.client._link_data(self, data)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if not self.closed:
+            self.closed = True
+            self.client._link_lost(self, exc)
+
+    def write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or self.closed or transport.is_closing():
+            return
+        # A transport the peer reset may be closed before connection_lost runs:
+        # uvloop then raises where asyncio only warns. The loss is reported anyway.
+        with contextlib.suppress(RuntimeError):
+            transport.write(data)
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+        elif self.task is not None:
+            self.task.cancel()
 
 
 class Client:
@@ -156,24 +206,34 @@ class Client:
     ) -> None:
         if timeout <= 0 or connect_timeout <= 0 or linger < 0:
             raise UsageError("timeouts must be positive and linger must not be negative")
-        if not 1 <= max_in_flight <= MAX_IN_FLIGHT:
-            raise UsageError(f"max_in_flight must be in 1..{MAX_IN_FLIGHT}, not {max_in_flight}")
-        self.seeds = parse_seeds(seeds)
         suffix = secrets.token_hex(6)
         self.name = name or f"herald-py-{suffix}"
-        _check_name("client", self.name)
         #: This client's idempotent-producer id (random, one per instance).
         self.producer_id = f"{self.name}/{suffix}" if name else self.name
-        _check_name("producer", self.producer_id)
+        self._core = ClientCore(
+            seeds,
+            name=self.name,
+            producer_id=self.producer_id,
+            rng=random.Random(),
+            timeout=max(1, _us(timeout)),
+            linger=_us(linger),
+            idempotent=idempotent,
+            max_in_flight=max_in_flight,
+            connect_timeout=max(1, _us(connect_timeout)),
+        )
+        self._core.log = _log.log
+        self.seeds = self._core.seeds
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.linger = linger
         self.idempotent = idempotent
         self.max_in_flight = max_in_flight
-        self._session: Session | None = None
-        self._producers: dict[str, QueueProducer] = {}
-        self._consumers: set[Consumer] = set()
+        self._consumers: list[Consumer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._link: _Link | None = None
+        self._soon: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -189,40 +249,45 @@ class Client:
         return client
 
     async def start(self) -> None:
-        """Connect (see :meth:`connect`). Raises UnreachableError."""
-        if self._session is None:
-            self._loop = asyncio.get_running_loop()
-            self._session = Session(
-                self.seeds,
-                name=self.name,
-                timeout=self.timeout,
-                connect_timeout=self.connect_timeout,
-                linger=self.linger,
-            )
-            self._session.sweep_hooks.append(self._sweep)
-            self._session.start()
+        """Connect (see :meth:`connect`). Raises UnreachableError (and closes)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is None:
+            self._loop = loop
+        elif self._loop is not loop:
+            raise UsageError("a client belongs to the event loop that started it")
+        now = self._now()
+        future = self._future(self._core.connect(now))
+        self._drive(now)
         try:
-            await self._session.wait_connected(self.connect_timeout)
+            await future
         except BaseException:
-            await self._session.close()
+            self._shutdown()
             raise
 
     async def close(self, *, flush: bool = True) -> None:
         """Leave every consumer's group, wait for the publishes in flight (when
         ``flush``, up to the timeout), then close the connection. Whatever is still
         pending fails with ConnectionClosedError."""
-        session = self._session
-        if session is None or session.closed:
+        if self._loop is None or self._core.closed:
             return
         for consumer in list(self._consumers):
             await consumer.close()
         if flush:
             with contextlib.suppress(TimeoutError, HeraldError):
                 await asyncio.wait_for(self.flush(), self.timeout)
-        await session.close()
-        error = ConnectionClosedError("the client was closed")
-        for producer in self._producers.values():
-            producer.close(error)
+        self._shutdown()
+
+    def _shutdown(self) -> None:
+        if self._loop is None:
+            return
+        now = self._now()
+        self._core.close(now)
+        self._drive(now)
+        for handle in (self._soon, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._soon = self._timer = None
+        self._timer_at = None
 
     async def __aenter__(self) -> Client:
         await self.start()
@@ -239,24 +304,166 @@ class Client:
     @property
     def connected(self) -> bool:
         """True while a connection to the leader is open."""
-        return self._session is not None and self._session.connected
+        return self._core.is_connected
 
     @property
     def leader(self) -> str | None:
         """The address of the leader this client is connected to, if it is."""
-        return None if self._session is None else self._session.leader
+        return self._core.leader
 
     @property
-    def session(self) -> Session:
-        """The connection machinery (for tests and benchmarks)."""
-        if self._session is None:
-            raise UsageError("the client is not started: use Client.connect or async with")
-        return self._session
+    def core(self) -> ClientCore:
+        """The sans-IO client core underneath (for tests, benchmarks, monitoring)."""
+        return self._core
 
-    def _sweep(self, now: float) -> None:
-        for producer in self._producers.values():
-            if producer.backlog:
-                producer.sweep(now)
+    # -- driving the core ---------------------------------------------------------------
+
+    def _loop_or_raise(self) -> asyncio.AbstractEventLoop:
+        loop = self._loop
+        if loop is None:
+            raise UsageError("the client is not started: use Client.connect or async with")
+        return loop
+
+    def _now(self) -> int:
+        return int(self._loop_or_raise().time() * 1_000_000)
+
+    def _future(self, op: Op[T]) -> asyncio.Future[T]:
+        existing = op.tag
+        if existing is not None and isinstance(existing, asyncio.Future):
+            return existing  # an op handed out twice (a consumer's join in progress)
+        loop = self._loop
+        if loop is None:
+            raise UsageError("the client is not started: use Client.connect or async with")
+        future: asyncio.Future[T] = loop.create_future()
+        if op.done:
+            if op.error is None:
+                future.set_result(op.value)
+            else:
+                future.set_exception(op.error)
+        else:
+            op.tag = future
+            op.on_done = settle_future
+        return future
+
+    def _drive(self, now: int) -> None:
+        """Carry out the core's actions and arm the timer for its next wakeup."""
+        core = self._core
+        if core._actions:
+            self._run(core.take_actions())
+        if self._soon is not None:
+            return  # a tick is due this iteration: it arms the timer after it
+        if not core.wakeup_changed:
+            return
+        core.wakeup_changed = False
+        wakeup = core.next_wakeup()
+        if wakeup is None:
+            return
+        if wakeup <= now:
+            if self._soon is None:
+                self._soon = self._loop_or_raise().call_soon(self._on_soon)
+        elif self._timer_at is None or wakeup < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = wakeup
+            self._timer = self._loop_or_raise().call_at(wakeup / 1_000_000, self._on_timer)
+
+    def _on_soon(self) -> None:
+        self._soon = None
+        now = self._now()
+        core = self._core
+        core.tick(now)
+        core.wakeup_changed = True  # (what the tick did is not tracked)
+        self._drive(now)
+
+    def _on_timer(self) -> None:
+        at = self._timer_at or 0
+        self._timer = None
+        self._timer_at = None
+        # The loop may run a timer a hair early; it was due at ``at``.
+        now = max(self._now(), at)
+        core = self._core
+        core.tick(now)
+        core.wakeup_changed = True
+        self._drive(now)
+
+    def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Send:
+                link = self._link
+                if link is not None:
+                    link.write(cast(Send, action).data)
+            elif kind is Dial:
+                self._dial(cast(Dial, action).address)
+            else:
+                self._close_link()
+
+    def _dial(self, address: str) -> None:
+        self._close_link()
+        link = self._link = _Link(self, address)
+        loop = self._loop_or_raise()
+        try:
+            host, port = split_address(address)
+        except UsageError as error:  # a leader address from the server, malformed
+            loop.call_soon(self._dial_failed, link, str(error))
+            return
+        link.task = loop.create_task(self._open(link, host, port))
+
+    async def _open(self, link: _Link, host: str, port: int) -> None:
+        loop = self._loop_or_raise()
+        try:
+            await loop.create_connection(lambda: link, host, port)
+        except asyncio.CancelledError:
+            return  # abandoned by the core (a Close: it timed out, or the client closed)
+        except Exception as error:
+            self._dial_failed(link, str(error) or type(error).__name__)
+
+    def _dial_failed(self, link: _Link, reason: str) -> None:
+        if link is not self._link or link.closed:
+            return
+        link.closed = True
+        self._link = None
+        now = self._now()
+        self._core.dial_failed(reason, now)
+        self._drive(now)
+
+    def _close_link(self) -> None:
+        link = self._link
+        self._link = None
+        if link is not None:
+            link.close()
+
+    def _link_connected(self, link: _Link) -> None:
+        if link is not self._link:
+            link.close()
+            return
+        now = self._now()
+        self._core.connected(now)
+        self._drive(now)
+
+    def _link_data(self, link: _Link, data: bytes) -> None:
+        if link is not self._link:
+            return
+        now = self._now()
+        self._core.received(data, now)
+        self._drive(now)
+
+    def _link_lost(self, link: _Link, exc: Exception | None) -> None:
+        if link is not self._link:
+            return
+        self._link = None
+        now = self._now()
+        self._core.connection_lost(str(exc) if exc is not None else None, now)
+        self._drive(now)
+
+    def _forget_consumer(self, consumer: Consumer) -> None:
+        if consumer in self._consumers:
+            self._consumers.remove(consumer)
+
+    async def _wait(self, op: Op[T], now: int) -> T:
+        future = self._future(op)
+        self._drive(now)
+        return await future
 
     # -- publishing -----------------------------------------------------------------------
 
@@ -286,48 +493,48 @@ class Client:
         At most ``max_in_flight`` publishes per queue are in flight; later ones
         wait in the client, in order. Raises (through the future)
         :class:`~herald.errors.UnknownQueueError`,
-        :class:`~herald.errors.MessageTooLargeError`,
-        :class:`~herald.errors.QueueFullError`, ... as the broker refuses, or
-        RequestTimeoutError (outcome unknown). Raises UsageError at once for
-        malformed arguments.
+        :class:`~herald.errors.MessageTooLargeError` (the queue's limit, or the
+        server's frame limit: then nothing was sent),
+        :class:`~herald.errors.QueueFullError`, ... as the broker refuses;
+        :class:`~herald.errors.ProducerSequenceGapError` (surely not stored);
+        :class:`~herald.errors.ProducerSequenceStaleError` or RequestTimeoutError
+        (outcome unknown). Raises UsageError at once for malformed arguments.
         """
-        session = self._session
         loop = self._loop
-        if session is None or loop is None:
+        if loop is None:
             raise UsageError("the client is not started: use Client.connect or async with")
         if type(body) is not bytes:
             body = _body(body)
-        pairs = _headers(headers) if headers else []
-        if key is not None and (not isinstance(key, str) or not 0 < len(key) <= _MAX_KEY):
-            raise UsageError(f"key must be 1..{_MAX_KEY} characters")
+        pairs = _headers(headers) if headers else _NO_HEADERS
+        now = int(loop.time() * 1_000_000)
         future: asyncio.Future[Receipt] = loop.create_future()
-        deadline = loop.time() + (self.timeout if timeout is None else timeout)
-        if not self.idempotent:
-            request = Publish(session.new_id(), queue, body, pairs, key)
-            _check_name("queue", queue)
-            session.submit(
-                ValueCall(request, future, deadline, key is not None, _receipt), len(body)
+        try:
+            op = self._core.publish_now(
+                queue, body, pairs, key, None if timeout is None else _us(timeout), now
             )
+        except MessageTooLargeError as error:
+            future.set_exception(error)
             return future
-        producer = self._producers.get(queue)
-        if producer is None:
-            _check_name("queue", queue)
-            producer = self._producers[queue] = QueueProducer(
-                session, queue, self.producer_id, self.max_in_flight
-            )
-        producer.publish(PublishCall(producer, future, deadline, body, pairs, key))
+        if op.done:
+            if op.error is None:
+                future.set_result(op.value)
+            else:
+                future.set_exception(op.error)
+        else:
+            op.tag = future
+            op.on_done = settle_future
+        if self._soon is None or self._core._actions:
+            self._drive(now)  # (else a tick is due this iteration: it drives)
         return future
 
     async def flush(self) -> None:
         """Wait until every publish issued so far is confirmed or has failed."""
-        futures = [f for producer in self._producers.values() for f in producer.futures()]
-        if futures:
-            await asyncio.wait(futures)
+        now = self._now()
+        await self._wait(self._core.flush(now), now)
 
     def in_flight(self, queue: str) -> int:
         """Publishes to ``queue`` sent and not yet confirmed (plus those waiting to be sent)."""
-        producer = self._producers.get(queue)
-        return 0 if producer is None else len(producer.inflight) + len(producer.backlog)
+        return self._core.in_flight_publishes(queue)
 
     # -- consuming ------------------------------------------------------------------------
 
@@ -343,6 +550,7 @@ class Client:
         lease: float | None = None,
         wait: float = 5.0,
         session_timeout: float = 30.0,
+        limit: int | None = None,
     ) -> Consumer:
         """Consume ``queue`` as a member of consumer ``group`` (created on first use).
 
@@ -367,41 +575,37 @@ class Client:
         background before it runs out, for long work; stops once the delivery is
         settled. ``wait``: the long-poll time of each fetch. ``session_timeout``:
         the broker forgets a consumer silent this long and gives its leases back
-        (the consumer keeps its session alive by itself).
+        (the consumer keeps its session alive by itself). ``limit``: the most
+        messages this consumer will ever lease; after that many, the iterator
+        ends (so nothing is leased beyond what you will take).
+
+        Raises UsageError for bad arguments. To look at messages without taking
+        them (no lease, no delivery attempt), use :meth:`peek`.
         """
-        session = self.session
-        _check_name("queue", queue)
-        _check_name("group", group)
+        self._loop_or_raise()
         name = consumer or f"{self.name}-{secrets.token_hex(4)}"
-        _check_name("consumer", name)
-        created = Consumer(
-            self,
-            session,
+        if lease is not None and lease <= 0:
+            raise UsageError(f"lease must be positive, not {lease}")
+        if wait < 0 or session_timeout <= 0:
+            raise UsageError("wait must not be negative and session_timeout must be positive")
+        core = self._core.consumer(
             queue,
             group,
+            consumer=name,
             mode=mode,
             prefetch=prefetch,
-            consumer=name,
             auto_extend=auto_extend,
-            lease=lease,
-            wait=wait,
-            session_timeout=session_timeout,
-            timeout=self.timeout,
+            lease=None if lease is None else max(1, _us(lease)),
+            wait=_us(wait),
+            session_timeout=max(1, _us(session_timeout)),
+            limit=limit,
+            delivery_type=Delivery,
         )
-        self._consumers.add(created)
+        created = Consumer(self, core)
+        self._consumers.append(created)
         return created
 
     # -- administration ---------------------------------------------------------------------
-
-    async def _call(
-        self, request: Any, *, retry: bool, convert: Any = None, timeout: float | None
-    ) -> Any:
-        session = self.session
-        loop = session.loop
-        future: asyncio.Future[Any] = loop.create_future()
-        deadline = loop.time() + (self.timeout if timeout is None else timeout)
-        session.submit(ValueCall(request, future, deadline, retry, convert))
-        return await future
 
     async def create_queue(
         self,
@@ -425,7 +629,6 @@ class Client:
         Raises :class:`~herald.errors.QueueExistsError` if it exists with other
         options, :class:`~herald.errors.InvalidOptionsError` for values out of range.
         """
-        _check_name("queue", name)
         given: dict[str, Any] = {
             key: value
             for key, value in (
@@ -446,49 +649,40 @@ class Client:
                 if not isinstance(seconds, (int, float)) or seconds <= 0:
                     raise UsageError(f"{key} must be a positive number of seconds, not {seconds!r}")
                 given[key] = max(1, round(seconds * 1_000_000))
-        QueueOptions(**given)  # refuse bad values here, with InvalidOptionsError
-        session = self.session
-        value = await self._call(
-            CreateQueue(session.new_id(), name, given), retry=True, timeout=timeout
-        )
-        return bool(value.get("created", False)) if isinstance(value, dict) else bool(value)
+        now = self._now()
+        op = self._core.create_queue(name, given, timeout=_timeout(timeout), now=now)
+        return await self._wait(op, now)
 
     async def delete_queue(self, name: str, *, timeout: float | None = None) -> None:
         """Delete a queue with its messages, groups and dead letters. Not retried.
         Raises UnknownQueueError."""
-        _check_name("queue", name)
-        await self._call(DeleteQueue(self.session.new_id(), name), retry=False, timeout=timeout)
+        now = self._now()
+        await self._wait(self._core.delete_queue(name, timeout=_timeout(timeout), now=now), now)
 
     async def purge(
         self, name: str, *, dead_letters: bool = False, timeout: float | None = None
     ) -> int:
         """Drop every message of the queue (and its dead letters if asked); returns how
         many messages were dropped. Not retried."""
-        _check_name("queue", name)
-        value = await self._call(
-            PurgeQueue(self.session.new_id(), name, dead_letters), retry=False, timeout=timeout
-        )
-        return int(value.get("purged", 0)) if isinstance(value, dict) else 0
+        now = self._now()
+        op = self._core.purge(name, dead_letters=dead_letters, timeout=_timeout(timeout), now=now)
+        return await self._wait(op, now)
 
     async def delete_group(self, queue: str, group: str, *, timeout: float | None = None) -> None:
         """Delete a consumer group with its leases and dead letters. Not retried."""
-        await self._call(
-            DeleteGroup(self.session.new_id(), queue, group), retry=False, timeout=timeout
-        )
+        now = self._now()
+        op = self._core.delete_group(queue, group, timeout=_timeout(timeout), now=now)
+        await self._wait(op, now)
 
     async def queues(self, *, timeout: float | None = None) -> list[str]:
         """The names of every queue, sorted."""
-        value = await self._call(ListQueues(self.session.new_id()), retry=True, timeout=timeout)
-        return [str(name) for name in value]
+        now = self._now()
+        return await self._wait(self._core.queues(timeout=_timeout(timeout), now=now), now)
 
     async def stats(self, queue: str, *, timeout: float | None = None) -> QueueStats:
         """The queue's gauges, counters, options and groups (times in microseconds)."""
-        return await self._call(  # type: ignore[no-any-return]
-            Stats(self.session.new_id(), queue),
-            retry=True,
-            convert=_stats,
-            timeout=timeout,
-        )
+        now = self._now()
+        return await self._wait(self._core.stats(queue, timeout=_timeout(timeout), now=now), now)
 
     async def dead_letters(
         self,
@@ -500,14 +694,31 @@ class Client:
     ) -> list[DeadLetter]:
         """The queue's dead letters (of one group, if given) in the order they died,
         at most ``limit`` (0: all), each with its delivery history."""
-        if limit < 0:
-            raise UsageError(f"limit must not be negative, not {limit}")
-        return await self._call(  # type: ignore[no-any-return]
-            DeadLetters(self.session.new_id(), queue, group or "", limit),
-            retry=True,
-            convert=_dead_letters,
-            timeout=timeout,
-        )
+        now = self._now()
+        op = self._core.dead_letters(queue, group, limit=limit, timeout=_timeout(timeout), now=now)
+        return await self._wait(op, now)
+
+    async def peek(
+        self,
+        queue: str,
+        group: str | None = None,
+        *,
+        limit: int = 10,
+        timeout: float | None = None,
+    ) -> list[PeekedMessage]:
+        """Look at messages without taking them: nothing is leased, no delivery
+        attempt is counted, nothing changes.
+
+        With ``group``, the messages that group has not settled, in sequence
+        order, each with its ``state`` there (``backlog``: never delivered,
+        ``ready``: back for redelivery, ``leased``, ``delayed``) and its
+        ``attempts`` so far; without, every message the queue retains (state
+        ``retained``). At most ``limit`` (0: the server's maximum, 1000). A
+        linearizable read, resent after a lost connection.
+        """
+        now = self._now()
+        op = self._core.peek(queue, group, limit=limit, timeout=_timeout(timeout), now=now)
+        return await self._wait(op, now)
 
     async def redrive(
         self,
@@ -519,31 +730,11 @@ class Client:
     ) -> int:
         """Move dead letters of ``group`` back for redelivery (all of them when
         ``sequences`` is empty); returns how many moved. Not retried."""
-        value = await self._call(
-            Redrive(self.session.new_id(), queue, group, list(sequences)),
-            retry=False,
-            timeout=timeout,
-        )
-        return int(value.get("redriven", 0)) if isinstance(value, dict) else 0
+        now = self._now()
+        op = self._core.redrive(queue, group, sequences, timeout=_timeout(timeout), now=now)
+        return await self._wait(op, now)
 
     async def status(self, *, timeout: float | None = None) -> ClusterStatus:
         """The cluster as the leader sees it: term, commit index, each node's lag."""
-        return await self._call(  # type: ignore[no-any-return]
-            Status(self.session.new_id()), retry=True, convert=_status, timeout=timeout
-        )
-
-
-def _receipt(value: Any) -> Receipt:
-    return Receipt(value[0], value[1], value[2], durability(value[3]))
-
-
-def _stats(value: Any) -> QueueStats:
-    return convert(value, QueueStats, "queue stats")  # type: ignore[no-any-return]
-
-
-def _dead_letters(value: Any) -> list[DeadLetter]:
-    return convert(value, list[DeadLetter], "dead letters")  # type: ignore[no-any-return]
-
-
-def _status(value: Any) -> ClusterStatus:
-    return convert(value, ClusterStatus, "status")  # type: ignore[no-any-return]
+        now = self._now()
+        return await self._wait(self._core.status(timeout=_timeout(timeout), now=now), now)

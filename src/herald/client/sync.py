@@ -15,10 +15,10 @@ from concurrent.futures import Future as ConcurrentFuture
 from types import TracebackType
 from typing import Any, TypeVar
 
-from herald.wire.protocol import DeadLetter
+from herald.wire.protocol import DeadLetter, PeekedMessage
 
+from ._addresses import DEFAULT_SEEDS
 from ._consumer import Consumer, Delivery, Mode
-from ._session import DEFAULT_SEEDS
 from .client import UNSET, Client, _Unset
 from .types import ClusterStatus, QueueStats, Receipt
 
@@ -104,6 +104,14 @@ class SyncDelivery:
     @property
     def message_id(self) -> str | None:
         return self.delivery.message_id
+
+    @property
+    def published_at(self) -> int:
+        return self.delivery.published_at
+
+    @property
+    def incarnation(self) -> int:
+        return self.delivery.incarnation
 
     @property
     def token(self) -> int:
@@ -298,6 +306,7 @@ class SyncClient:
         lease: float | None = None,
         wait: float = 5.0,
         session_timeout: float = 30.0,
+        limit: int | None = None,
     ) -> SyncConsumer:
         """A blocking iterator of deliveries; see :meth:`herald.Client.consume`."""
         client = self._client
@@ -313,6 +322,7 @@ class SyncClient:
                 lease=lease,
                 wait=wait,
                 session_timeout=session_timeout,
+                limit=limit,
             )
 
         return SyncConsumer(self._runner, self._runner.run(make()))
@@ -375,6 +385,17 @@ class SyncClient:
         return self._runner.run(
             self._client.dead_letters(queue, group, limit=limit, timeout=timeout)
         )
+
+    def peek(
+        self,
+        queue: str,
+        group: str | None = None,
+        *,
+        limit: int = 10,
+        timeout: float | None = None,
+    ) -> list[PeekedMessage]:
+        """Look without taking (no lease, no attempt); see :meth:`herald.Client.peek`."""
+        return self._runner.run(self._client.peek(queue, group, limit=limit, timeout=timeout))
 
     def redrive(
         self,

@@ -46,13 +46,16 @@ class Receipt(msgspec.Struct, frozen=True, gc=False):
     same message: a retry of the same producer sequence, or the same ``key``
     within the queue's ``dedup_ttl``; nothing was added to the queue then.
     ``durability`` says how far the message got and never claims more than is
-    true (see :class:`herald.broker.Durability`).
+    true (see :class:`herald.broker.Durability`). ``incarnation`` tells the
+    queue from an earlier queue of the same name that was deleted (which
+    numbered its messages from 1 too); 0 from a server that does not say.
     """
 
     queue: str
     sequence: int
     duplicate: bool
     durability: Durability
+    incarnation: int = 0
 
 
 class PeerStatus(msgspec.Struct, frozen=True):
