@@ -6,9 +6,23 @@ simulator with them and require a violation within a bounded number of seeds.
 
 from __future__ import annotations
 
+from herald.client._producer import PublishCall, QueueProducer
+from herald.client.core import ClientCore, CoreDelivery
+from herald.errors import (
+    BrokerError,
+    HeraldError,
+    ProducerSequenceGapError,
+    ProducerSequenceStaleError,
+    ProposalLostError,
+)
+from herald.node.clock import Instant
+from herald.node.convert import error_info
+from herald.node.host import NodeHost
+from herald.node.server import ServerCore
 from herald.raft import NONE, HardState, Raft
 from herald.raft.quorum import committed_index
 from herald.storage import SimFileSystem
+from herald.wire.protocol import ErrorInfo
 
 
 class CommitsOlderTermsByCounting(Raft):
@@ -59,3 +73,74 @@ class LyingDisk(SimFileSystem):
 
     def _fsync(self, path: str, number: int) -> None:
         self._tick()
+
+
+# -- the request path (the queue workload) ------------------------------------------------
+
+
+class StampsItsOwnClock(ServerCore):
+    """Stamps commands with the leader's own wall clock, as the server once did: one
+    clock stepped forward ages every lease, idempotency key and producer at once."""
+
+    def _stamp(self, now: Instant) -> int:
+        return now.wall
+
+
+class AnswersLostWhenUnknown(ServerCore):
+    """Answers ProposalLostError ("surely not applied") for a proposal its own later
+    proposal replaced, although another node may still commit the older entry: the
+    client then resends what it must not repeat (a delete, a purge)."""
+
+    def _replaced_answer(self) -> ErrorInfo:
+        return error_info(ProposalLostError("another leader's entry replaced this command's entry"))
+
+
+class DropsTheMarkerEarly(NodeHost):
+    """Removes the recovering marker once the core's log (unstable entries included)
+    holds an entry of a later term, before those entries are durable."""
+
+    def _caught_up(self) -> bool:
+        return not self.node.raft.recovering()
+
+
+def inbox_key_without_incarnation(delivery: CoreDelivery) -> str:
+    """The Inbox's old key: a recreated queue's new messages match the old records."""
+    if delivery.message_id:
+        return f"{delivery.queue}/{delivery.message_id}"
+    return f"{delivery.queue}#{delivery.sequence}"
+
+
+class RenumbersBehindARefusal(QueueProducer):
+    """The client's old answer to a refusal in a pipeline: the refused number was free
+    again, so the publishes sent after it were renumbered from it and sent again.
+    With the broker recording every number's outcome, a renumbered publish gets
+    another's outcome: m4 confirmed with m3's receipt, and never stored."""
+
+    def refused(self, call: PublishCall, error: HeraldError) -> None:
+        self.inflight.pop(call.id, None)
+        call.fail(error)
+        renumber = isinstance(error, BrokerError) and not isinstance(
+            error, (ProducerSequenceGapError, ProducerSequenceStaleError)
+        )
+        if renumber and call.generation == self.generation:
+            later = sorted(
+                (
+                    c
+                    for c in self.inflight.values()
+                    if c.generation == call.generation and c.seq > call.seq
+                ),
+                key=lambda c: c.seq,
+            )
+            for c in later:
+                del self.inflight[c.id]
+                self.core.forget(c)
+            self.next_seq = call.seq
+            for c in later:
+                if not c.done:
+                    c.forgotten = False  # the old client forgot the id, not the call
+                    self.send(c)
+        self.pump()
+
+
+class RenumberingClient(ClientCore):
+    producer_class = RenumbersBehindARefusal

@@ -116,6 +116,38 @@ def _summary(results: list[SimResult], wall: float | None = None) -> str:
     return text
 
 
+#: What the queue workload's users did and suffered, summed in the JSON summary, so
+#: a reader can see it was exercised (stats key -> summary name).
+EXERCISED = {
+    "refused_too_large": "refused_too_large",
+    "refused_queue_full": "refused_queue_full",
+    "refused_unknown_queue": "refused_unknown_queue",
+    "turned_away": "turned_away_overload_or_not_leader",
+    "publish_unknown": "publish_outcome_unknown",
+    "producer_restarts": "producer_restarts_new_id",
+    "relay_restarts": "outbox_relay_restarts",
+    "relay_set_aside": "outbox_rows_set_aside",
+    "inbox_duplicates": "inbox_duplicates_skipped",
+    "queue_recreations": "queues_deleted_and_recreated",
+    "consumer_crashes": "consumer_crashes",
+    "wall_steps": "wall_clock_steps",
+    "fault_clock_jump": "clock_leaps",
+    "fault_clock_rate": "clock_rate_changes",
+    "crashes": "node_crashes",
+    "fault_partition": "partitions",
+}
+
+
+def _exercised(results: list[SimResult]) -> dict[str, dict[str, int]]:
+    """Per thing done or suffered: how often in all, and in how many seeds."""
+    out: dict[str, dict[str, int]] = {}
+    for key, name in EXERCISED.items():
+        counts = [r.stats.get(key, 0) for r in results]
+        if any(counts):
+            out[name] = {"total": sum(counts), "seeds": sum(1 for c in counts if c)}
+    return out
+
+
 def _mode_totals(results: list[SimResult]) -> dict[str, dict[str, int]]:
     """Per delivery mode, summed over the seeds: what was lost and duplicated."""
     totals: dict[str, dict[str, int]] = {}
@@ -158,6 +190,7 @@ def _run_many(
             },
             "failing_seeds": [r.seed for r in results if r.failed],
             "modes": _mode_totals(results),
+            "exercised": _exercised(results),
             "wall_seconds": round(wall, 3),
         }
         print(json.dumps(summary), flush=True)

@@ -201,6 +201,16 @@ class NodeHost:
         self._marker_ignored = durable.recovering_term != 0 and not self.node.raft.recovering_term
         self._in_flight: Ready | None = None
 
+    @property
+    def recovering_term(self) -> int:
+        """The term of the store's recovering marker while the store keeps it (0: none)."""
+        return self._recovering_term
+
+    @property
+    def marker_ignored(self) -> bool:
+        """The core ignores the marker (a single voter): it goes at the first finish."""
+        return self._marker_ignored
+
     # -- inputs -----------------------------------------------------------------------
 
     def tick(self) -> None:

@@ -9,8 +9,9 @@ distributed intervals, from the fault kinds the seed enabled:
 - crash: kill a random node or the leader, sometimes at the moment it has a
   write in flight (between write and fsync); it restarts after a random outage;
 - pause: freeze a random node or the leader (a GC pause, a SIGSTOP), then resume;
-- clock: change a node's clock rate (0.5x to 2x) for a while, or make it leap
-  forward by many ticks at once;
+- clock: change a node's clock rate (0.5x to 2x) for a while, make it leap
+  forward by many ticks at once, or (where nodes stamp commands with time)
+  step one node's wall clock, most often the leader's, by minutes to hours;
 - disk: on the minority of nodes whose disks are faulty, flip a bit somewhere
   in a durable file (rot at rest, found at the next start), or cut the power of
   a node so its disk's crash behaviour (torn, misordered, lost writes) shows.
@@ -40,6 +41,8 @@ class Nemesis:
         self.active = True
         self.partitioned = False
         self.counts: dict[str, int] = {}
+        #: Nodes whose wall clock is stepped now, by how much.
+        self.stepped: dict[int, int] = {}
 
     def start(self) -> None:
         options = self.world.options
@@ -203,20 +206,49 @@ class Nemesis:
 
     def _fault_clock(self) -> None:
         world = self.world
-        victim = self._some_node(prefer_leader=self.rng.random() < 0.3)
-        if self.rng.random() < 0.5:
-            ticks = self.rng.randint(5, 4 * world.options.election_tick)
+        rng = self.rng
+        if world.server_factory is not None and rng.random() < 0.35:
+            self._step_a_wall_clock()
+            return
+        victim = self._some_node(prefer_leader=rng.random() < 0.3)
+        if rng.random() < 0.5:
+            ticks = rng.randint(5, 4 * world.options.election_tick)
             world.jump_clock(victim, ticks)
             self._count("clock_jump")
             return
-        rate = self.rng.choice((0.5, 0.75, 1.5, 2.0))
-        victim.clock_rate = victim.base_clock_rate * rate
+        rate = rng.choice((0.5, 0.75, 1.5, 2.0))
+        world.set_clock_rate(victim, victim.base_clock_rate * rate)
         world.log(f"nemesis: n{victim.id} clock rate {rate}x")
-        world.scheduler.after(self.rng.randint(100 * MS, 3 * SECOND), self._reset_clock, victim)
+        world.scheduler.after(rng.randint(100 * MS, 3 * SECOND), self._reset_clock, victim)
         self._count("clock_rate")
 
+    def _step_a_wall_clock(self) -> None:
+        """One node's wall clock alone steps, most often the leader's, by minutes to
+        hours, and is put right a while later (NTP notices): the time in the log
+        must not follow a minority of clocks. At most a minority is wrong at once
+        (a majority of wrong clocks *is* the time; see herald.node.clock)."""
+        world = self.world
+        rng = self.rng
+        if len(self.stepped) >= (len(world.voters) - 1) // 2:
+            return
+        leader = world.leader()
+        victim = leader if leader is not None and rng.random() < 0.7 else None
+        victim = victim or world.nodes[rng.choice(world.voters)]
+        if victim.id in self.stepped:
+            return
+        delta = rng.choice((1, 1, 1, -1)) * rng.randint(60, 6 * 3600) * SECOND
+        world.step_wall_clock(victim, delta)
+        self.stepped[victim.id] = delta
+        world.scheduler.after(rng.randint(100 * MS, 3 * SECOND), self._unstep, victim.id)
+        self._count("wall_step")
+
+    def _unstep(self, node_id: int) -> None:
+        delta = self.stepped.pop(node_id, None)
+        if delta is not None:
+            self.world.step_wall_clock(self.world.nodes[node_id], -delta)
+
     def _reset_clock(self, node: SimNode) -> None:
-        node.clock_rate = node.base_clock_rate
+        self.world.set_clock_rate(node, node.base_clock_rate)
 
     def _fault_disk(self) -> None:
         world = self.world
@@ -254,9 +286,11 @@ class Nemesis:
         self.stop()
         world = self.world
         world.network.heal()
+        for node_id in list(self.stepped):
+            self._unstep(node_id)
         for node in world.nodes.values():
             node.armed = ""
-            node.clock_rate = node.base_clock_rate
+            world.set_clock_rate(node, node.base_clock_rate)
             # The disk keeps its crash behaviour but stops rotting and failing.
             node.disk.faults = world.options.crash_disk
             if node.paused:

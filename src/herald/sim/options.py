@@ -32,22 +32,39 @@ class QueueParams:
     publish_interval: int
     use_keys: bool  # idempotency keys instead of producer sequence numbers
     consumers: int  # per group
-    batch: int  # messages per Deliver
+    batch: int  # the consumers' prefetch
     lease: int
     max_deliveries: int
     process_time: int  # mean
     slow: float  # chance a message takes longer than its lease
     consumer_crash: float  # chance, per message, of a consumer crash around it
     poll_interval: int
+    # -- what users do that the broker refuses, and what else goes wrong --------
+    pipeline: int = 1  # publishes one producer keeps in flight
+    too_large: float = 0.0  # chance a publish's body exceeds the queue's limit
+    max_message_bytes: int = 256
+    max_length: int | None = None  # the main queue's limit (queue full refusals)
+    producer_crash: float = 0.0  # chance, per publish, that its producer dies
+    relay: bool = False  # an Outbox relay publishes too
+    relay_bad_rows: float = 0.0  # chance an Outbox row names a queue that does not exist
+    recreate_every: int = 0  # the scratch queue is deleted and made again (0: never)
+    max_uncommitted_bytes: int = 64 << 20  # the servers' overload limit
+    dedup_ttl: int = 120 * SECOND
+    auto_extend: bool = False
 
     def describe(self) -> str:
         return (
             f"queue: producers={self.producers}x{self.messages} "
-            f"publish_every={self.publish_interval / MS:.0f}ms "
+            f"publish_every={self.publish_interval / MS:.0f}ms pipeline={self.pipeline} "
             f"dedup={'keys' if self.use_keys else 'producer-seq'} "
-            f"consumers={self.consumers}/group batch={self.batch} lease={self.lease / MS:.0f}ms "
+            f"consumers={self.consumers}/group prefetch={self.batch} "
+            f"lease={self.lease / MS:.0f}ms auto_extend={'on' if self.auto_extend else 'off'} "
             f"max_deliveries={self.max_deliveries} process={self.process_time / MS:.0f}ms "
-            f"slow={self.slow:.2f} consumer_crash={self.consumer_crash:.2f}"
+            f"slow={self.slow:.2f} consumer_crash={self.consumer_crash:.2f} "
+            f"producer_crash={self.producer_crash:.3f} too_large={self.too_large:.2f} "
+            f"max_length={self.max_length or 'none'} relay={'on' if self.relay else 'off'} "
+            f"recreate_every={self.recreate_every / MS:.0f}ms "
+            f"overload_at={self.max_uncommitted_bytes}B dedup_ttl={self.dedup_ttl / SECOND:.0f}s"
         )
 
 
@@ -190,6 +207,17 @@ def _draw_queue(rng: random.Random, options: SimOptions) -> SimOptions:
         slow=rng.choice((0.0, 0.02, 0.05)),
         consumer_crash=rng.choice((0.02, 0.05, 0.1)),
         poll_interval=rng.randint(10 * MS, 50 * MS),
+        pipeline=rng.choice((1, 2, 4, 8)),
+        too_large=rng.choice((0.0, 0.02, 0.1)),
+        max_message_bytes=rng.choice((64, 256)),
+        max_length=rng.choice((None, None, 30, 100)),
+        producer_crash=rng.choice((0.0, 0.01, 0.03)),
+        relay=rng.random() < 0.5,
+        relay_bad_rows=rng.choice((0.0, 0.05)),
+        recreate_every=rng.choice((0, 800 * MS, 2 * SECOND)),
+        max_uncommitted_bytes=rng.choice((64 << 20, 64 << 20, 4096, 1024)),
+        dedup_ttl=rng.randint(60, 600) * SECOND,
+        auto_extend=rng.random() < 0.3,
     )
     return replace(
         options,

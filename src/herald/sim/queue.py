@@ -1,26 +1,40 @@
-"""The queue workload: idempotent producers and consumers of all three delivery semantics.
+"""The queue workload: what users of a queue do, through the real client and server cores.
 
-Every node runs the real broker (:class:`BrokerMachine`). One queue, three
-consumer groups, one per way of processing:
+Every node runs the real request core (:class:`~herald.node.server.ServerCore`)
+over the real write-ahead log; every client process runs the real client core
+(:class:`~herald.client.core.ClientCore`), whose frames cross simulated
+connections (:mod:`herald.sim.links`) through the real wire codec. Nothing of
+the request path is modelled here: this module only decides what the users
+do, and records what they see as a history (:mod:`herald.check.history`).
 
-- ``amo`` consumes ``at_most_once``: the broker settles a message in the entry
-  that delivers it, so a consumer crash between delivery and effect loses it;
-- ``alo`` consumes ``at_least_once`` and its effect is not idempotent (adding
-  to a balance): a crash between effect and ack redelivers, and the effect
-  happens twice;
-- ``eo`` is effectively-once processing: at-least-once delivery, and the
-  consumer records "done" in its own transactional store together with the
-  effect (an inbox), so a redelivery is recognised and skipped.
+The users:
 
-Producers publish with producer id + sequence number (or an idempotency key)
-and retry an unknown outcome with the same identity. Consumers crash at the
-seed's rate, right after a delivery or right after an effect, and some
-messages take longer than their lease. The leader stamps every command with
-its own (skewed) clock and proposes a periodic ``Tick``.
+- **producers** publish to the main queue ``q`` with a pipeline of publishes
+  in flight (idempotent producers, some with idempotency keys); some bodies
+  are larger than the queue allows (refused in the middle of a pipeline), the
+  queue may be full (refused), the servers may shed load (turned away and
+  resent), and a producer may die and come back as a new process with a new
+  producer id (it publishes again, with its key, what it keyed and never saw
+  confirmed);
+- an **Outbox relay** writes rows into an Outbox (SQLite, in memory) and relays
+  them with the real relay logic (:class:`~herald.processing.relay.RelayRound`);
+  some rows name a queue that does not exist and must be set aside, not stall
+  the relay; the relay dies and comes back too;
+- **consumers** of three groups, one per way of processing: ``amo``
+  (at-most-once), ``alo`` (at-least-once with a non-idempotent effect) and
+  ``eo`` (effectively-once: at-least-once plus the real Inbox on SQLite, whose
+  "done" record commits with the effect). They die right after a delivery or
+  between an effect and its ack, and some messages outlive their lease;
+- an **admin** creates the queues and groups, and deletes and re-creates the
+  scratch queue ``r`` now and then (recorded as ``drop`` operations), while a
+  scratch producer publishes messages without keys into it and an Inbox
+  consumer processes them: a recreated queue numbers from 1 again, so an Inbox
+  keyed by ``queue#sequence`` alone would skip its new messages.
 
-Everything a client sees is recorded as a history (:mod:`herald.check.history`);
-after the liveness phase heals the cluster, the consumers drain every group
-and the dead letters are read, and the queue checker judges the history.
+After the safety phase the producers stop, the nemesis heals everything, the
+consumers drain every group (the admin watches with linearizable ``stats``
+reads) and the dead letters are read; the queue checker then judges the
+history (:func:`herald.check.queue.check_queue`).
 """
 
 from __future__ import annotations
@@ -29,54 +43,60 @@ import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from dataclasses import fields as dataclass_fields
+from typing import Any, Final
 
-from herald.broker import (
-    Ack,
-    Acked,
-    Broker,
-    Command,
-    CreateQueue,
-    Deliver,
-    Deliveries,
-    Delivery,
-    DeliveryMode,
-    Publish,
-    QueueCreated,
-    QueueOptions,
-    Receipt,
-    Session,
-    Subscribe,
-    Tick,
-    decode,
-    encode,
-)
+from herald.broker import Command, decode
 from herald.check.history import Json, Recorder
+from herald.check.history import Op as HistoryOp
 from herald.check.queue import AT_LEAST_ONCE, AT_MOST_ONCE, EFFECTIVELY_ONCE, QueueCheckResult
+from herald.client._consumer_core import Mode
+from herald.client.core import ClientCore, ConsumerCore, CoreDelivery, Op
 from herald.errors import (
+    HeraldError,
     MalformedCommandError,
-    ProducerSequenceStaleError,
     QueueExistsError,
     UnknownConsumerError,
+    UnknownGroupError,
+    UnknownQueueError,
 )
-from herald.raft import Entry
+from herald.processing.database import Database, connect_sqlite
+from herald.processing.inbox import Inbox, message_key
+from herald.processing.outbox import Outbox
+from herald.processing.relay import RelayRound
 
+from .clients import SimClient
+from .links import Links
 from .options import QueueParams
 from .scheduler import MS, SECOND
-from .world import DigestStateMachine, Op, SimNode, World
+from .world import World
 
-__all__ = ["GROUPS", "QUEUE", "BrokerMachine", "QueueWorkload"]
+__all__ = ["GROUPS", "QUEUE", "SCRATCH", "QueueWorkload", "describe_command"]
 
-QUEUE = "q"
-#: group name -> (history mode, broker delivery mode)
-GROUPS: dict[str, tuple[str, DeliveryMode]] = {
-    "amo": (AT_MOST_ONCE, DeliveryMode.AT_MOST_ONCE),
-    "alo": (AT_LEAST_ONCE, DeliveryMode.AT_LEAST_ONCE),
-    "eo": (EFFECTIVELY_ONCE, DeliveryMode.AT_LEAST_ONCE),
+QUEUE: Final = "q"
+#: Deleted and made again during the run.
+SCRATCH: Final = "r"
+#: A queue no one ever creates (Outbox rows that name it are refused for good).
+NOWHERE: Final = "nowhere"
+#: group name -> (history mode, the consumer's delivery mode)
+GROUPS: Final[dict[str, tuple[str, str]]] = {
+    "amo": (AT_MOST_ONCE, "at_most_once"),
+    "alo": (AT_LEAST_ONCE, "at_least_once"),
+    "eo": (EFFECTIVELY_ONCE, "at_least_once"),
 }
-OP_TIMEOUT = 1 * SECOND
-TICK_INTERVAL = 100 * MS
-SESSION_TIMEOUT = 5 * SECOND
-ADMIN = 0  # the client number of setup, ticks and drain reads
+SCRATCH_GROUP: Final = "eo"
+OP_TIMEOUT: Final = 2 * SECOND
+SESSION_TIMEOUT: Final = 5 * SECOND
+LONG_POLL: Final = 300 * MS
+#: Errors after which an operation's outcome is unknown to the one who asked.
+UNKNOWN: Final = frozenset(
+    {
+        "RequestTimeoutError",
+        "ConnectionClosedError",
+        "OutcomeUnknownError",
+        "UnreachableError",
+        "ProducerSequenceStaleError",
+    }
+)
 
 
 def describe_command(data: bytes) -> str:
@@ -97,474 +117,730 @@ def vars_of(command: Command) -> list[tuple[str, object]]:
     return [(f.name, getattr(command, f.name)) for f in dataclass_fields(command)]
 
 
-class BrokerMachine(DigestStateMachine):
-    """The broker, plus the digest chain the Raft checker compares replicas by."""
+def _unknown(error: HeraldError) -> bool:
+    return type(error).__name__ in UNKNOWN
 
-    __slots__ = ("broker",)
 
-    def __init__(self, broker_class: type[Broker] = Broker) -> None:
-        super().__init__()
-        self.broker = broker_class()
+def _memory_database() -> Database:
+    """A private SQLite database in memory (the consumers' and the relay's own)."""
+    return connect_sqlite(":memory:")
 
-    def apply(self, entry: Entry) -> object:
-        super().apply(entry)
-        return self.broker.apply(entry)
 
-    def snapshot(self) -> bytes:
-        return super().snapshot() + self.broker.snapshot()
-
-    def restore(self, data: bytes, index: int) -> None:
-        super().restore(data[:16], index)
-        self.broker.restore(data[16:], index)
+def _mode(mode: str) -> Mode:
+    return "at_most_once" if mode == "at_most_once" else "at_least_once"
 
 
 @dataclass(slots=True)
-class _Client:
-    """One client process: it performs one operation at a time."""
+class Counts:
+    """How often each thing users do and suffer happened (the ``--json`` summary)."""
 
-    number: int  # the world's client number (for routing and traces)
-    name: str  # its process id in the history
-    leader_guess: int
-    incarnation: int = 0
+    refused_too_large: int = 0
+    refused_queue_full: int = 0
+    refused_unknown_queue: int = 0
+    turned_away: int = 0  # overloaded, not the leader, shutting down: resent by the client
+    publish_unknown: int = 0
+    producer_restarts: int = 0
+    consumer_crashes: int = 0
+    relay_restarts: int = 0
+    relay_set_aside: int = 0
+    inbox_duplicates: int = 0
+    queue_recreations: int = 0
+    drains: int = 0
+
+    def as_dict(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in dataclass_fields(self)}
 
 
 @dataclass(slots=True)
-class _Producer(_Client):
-    index: int = 0
+class _Process:
+    """A client process: its name in the history changes with each incarnation."""
+
+    base: str
+    client: SimClient
+    incarnation: int = 1
+
+    @property
+    def name(self) -> str:
+        return f"{self.base}.{self.incarnation}"
+
+
+@dataclass(slots=True)
+class _Producer(_Process):
+    queue: str = QUEUE
     next_message: int = 1
-    busy: bool = False
+    last_message: int = 0
+    in_flight: dict[str, Op[Any]] = field(default_factory=dict)
+    #: Keyed messages never confirmed: a new incarnation publishes them again.
+    unconfirmed: list[str] = field(default_factory=list)
+    paused: bool = False  # the scratch producer, while its queue is re-created
     done: bool = False
+    keys: bool = False
 
 
 @dataclass(slots=True)
-class _Consumer(_Client):
+class _Consumer(_Process):
     group: str = ""
-    consumer: str = ""  # its name at the broker (kept across crashes)
-    subscribed: bool = False
-    busy: bool = False  # an operation or a message in hand
-    work: list[Delivery] = field(default_factory=list)
+    queue: str = QUEUE
+    consumer: ConsumerCore | None = None
+    busy: bool = False
+    inbox: Inbox | None = None
 
 
 class QueueWorkload:
-    """Producers, consumers and their history for one simulated run."""
+    """Producers, a relay, consumers and an admin, and their history, for one run."""
 
-    def __init__(self, world: World, rng: random.Random) -> None:
+    def __init__(
+        self,
+        world: World,
+        rng: random.Random,
+        *,
+        client_class: type[ClientCore] = ClientCore,
+        inbox_key: Callable[[CoreDelivery], str] = message_key,
+    ) -> None:
         assert world.options.queue is not None
         self.world = world
         self.rng = rng
         self.params: QueueParams = world.options.queue
+        self.links = Links(world, random.Random(rng.getrandbits(64)))
+        self.client_class = client_class
+        self.inbox_key = inbox_key
         self.history = Recorder()
-        self.active = False
+        self.counts = Counts()
+        self.ready = False
         self.draining = False
         self.drained = False
-        self.ready = False  # the queue and the groups exist
-        self.consumer_crashes = 0
-        self.checked: QueueCheckResult | None = None  # the checker's result, once judged
-        # The consumers' own databases: they survive consumer crashes.
-        self.inbox: set[str] = set()  # eo: processed message ids
-        self.balance: dict[str, int] = {}  # alo: the non-idempotent effect
-        voters = world.voters
+        self.checked: QueueCheckResult | None = None
+        self._deliveries = 0
+        self.balance: dict[str, int] = {}  # alo's non-idempotent effect
+        self._eo_database = _memory_database()
+        self._scratch_database = _memory_database()
+        self.admin = self._client("admin")
         params = self.params
-        number = 1
-        self.producers: list[_Producer] = []
-        for index in range(1, params.producers + 1):
-            self.producers.append(_Producer(number, f"p{index}", rng.choice(voters), index=index))
-            number += 1
+        self.producers = [
+            _Producer(f"p{n}", self._client(f"p{n}"), keys=params.use_keys)
+            for n in range(1, params.producers + 1)
+        ]
+        for producer in self.producers:
+            producer.last_message = params.messages
+        self.scratch = _Producer(
+            "s1", self._client("s1"), queue=SCRATCH, last_message=2 * params.messages
+        )
         self.consumers: list[_Consumer] = []
         for group in GROUPS:
-            for index in range(1, params.consumers + 1):
-                name = f"{group}-{index}"
-                consumer = _Consumer(number, name, rng.choice(voters), group=group, consumer=name)
-                self.consumers.append(consumer)
-                number += 1
-        self.admin = _Client(ADMIN, "admin", rng.choice(voters))
-        # Operations in flight, by identity: whose they are.
-        self._pending_publish: dict[int, tuple[_Producer, int]] = {}
-        self._owners: dict[int, tuple[_Consumer, int]] = {}
-        self._read_seq = 0
-        world.on_read_served = self._read_served
-        world.describe_data = describe_command
+            for n in range(1, params.consumers + 1):
+                name = f"{group}-{n}"
+                inbox = self._inbox(self._eo_database, "q-eo") if group == "eo" else None
+                self.consumers.append(_Consumer(name, self._client(name), group=group, inbox=inbox))
+        self.consumers.append(
+            _Consumer(
+                "r-eo-1",
+                self._client("r-eo-1"),
+                group=SCRATCH_GROUP,
+                queue=SCRATCH,
+                inbox=self._inbox(self._scratch_database, "r-eo"),
+            )
+        )
+        self.relay: _Producer | None = None
+        self._outbox: Outbox | None = None
+        if params.relay:
+            self.relay = _Producer("relay", self._client("relay"), last_message=params.messages)
+            self._outbox = Outbox(_memory_database(), name="sim", clock=self._seconds)
+        self._relaying = False
 
     # -- plumbing ----------------------------------------------------------------------
 
-    def _submit(
-        self, client: _Client, command: Command, on_done: Callable[[Op], None] | None
-    ) -> Op | None:
-        """Send ``command`` to the node the client believes leads; None if refused."""
-        world = self.world
-        node = client.leader_guess
-        stamped = replace(command, time=world.local_time(node))
-        result = world.propose(client.number, node, encode(stamped), on_done)
-        if not isinstance(result, Op):
-            client.leader_guess = result or self.rng.choice(world.voters)
-            return None
-        world.scheduler.after(OP_TIMEOUT, world.expire, result)
-        return result
+    def _client(self, name: str) -> SimClient:
+        return SimClient(
+            self.links,
+            name,
+            random.Random(self.rng.getrandbits(64)),
+            timeout=OP_TIMEOUT,
+            core_class=self.client_class,
+        )
 
-    def _later(self, delay: int, action: object, *args: object) -> None:
-        self.world.scheduler.after(max(1, delay), action, *args)  # type: ignore[arg-type]
+    def _inbox(self, database: Database, name: str) -> Inbox:
+        return Inbox(database, name=name, clock=self._seconds)
+
+    def _seconds(self) -> float:
+        return self.world.scheduler.now / SECOND
 
     def _now(self) -> int:
         return self.world.scheduler.now
 
-    # -- lifecycle ---------------------------------------------------------------------
+    def _later(self, delay: int, action: Callable[..., None], *args: object) -> None:
+        self.world.scheduler.after(max(1, delay), action, *args)
+
+    def _record(self, process: str, status: str, f: str, value: dict[str, Json]) -> None:
+        self.history.record(process, status, f, value, self._now())
+
+    def _invoke(self, process: str, f: str, value: dict[str, Json]) -> None:
+        self.history.invoke(process, f, value, self._now())
+
+    def ordered_history(self) -> list[HistoryOp]:
+        """The history in time order (a delivery is recorded when its consumer takes
+        it, with the times the broker could have leased it)."""
+        ops = sorted(self.history.ops, key=lambda op: (op.time, op.index))
+        return [replace(op, index=position) for position, op in enumerate(ops)]
+
+    # -- lifecycle ----------------------------------------------------------------------
 
     def start(self) -> None:
-        self.active = True
         self._later(1, self._setup)
-        self._later(TICK_INTERVAL, self._tick)
 
     def stop(self) -> None:
         """The safety phase ends: no new publishes; consumers keep going, without faults."""
         self.draining = True
-        for producer in self.producers:
+        for producer in self._all_producers():
             producer.done = True
 
-    def _tick(self) -> None:
-        """The leader's clock moves the broker's, so leases expire with no traffic."""
-        world = self.world
-        leader = world.leader()
-        if leader is not None:
-            self.admin.leader_guess = leader.id
-            self._submit(self.admin, Tick(time=0), None)
-        if not self.drained:
-            self._later(TICK_INTERVAL, self._tick)
+    def _all_producers(self) -> list[_Producer]:
+        extra = [self.relay] if self.relay is not None else []
+        return [*self.producers, self.scratch, *extra]
 
-    # -- setup ---------------------------------------------------------------------------
+    # -- setup -------------------------------------------------------------------------
+
+    def _queue_options(self, queue: str) -> dict[str, int | None]:
+        params = self.params
+        return {
+            "lease_duration": params.lease,
+            "max_deliveries": params.max_deliveries,
+            "max_message_bytes": params.max_message_bytes,
+            "max_length": params.max_length if queue == QUEUE else None,
+            "dedup_ttl": params.dedup_ttl,
+            "producer_ttl": params.dedup_ttl,
+        }
 
     def _setup(self) -> None:
-        options = QueueOptions(
-            lease_duration=self.params.lease,
-            max_deliveries=self.params.max_deliveries,
+        self._create(QUEUE, lambda: self._create(SCRATCH, lambda: self._subscribe_all(0)))
+
+    def _create(self, queue: str, then: Callable[[], None]) -> None:
+        client = self.admin
+        op = client.core.create_queue(
+            queue, self._queue_options(queue), timeout=None, now=self._now()
         )
-        if self._submit(self.admin, CreateQueue(QUEUE, options, time=0), self._created) is None:
-            self._later(20 * MS, self._setup)
 
-    def _created(self, op: Op) -> None:
-        if op.status == "ok" and isinstance(op.result, QueueCreated | QueueExistsError):
-            # Every group exists before the first publish: a message goes to the
-            # groups that exist when it is published (the checker expects all).
-            self._subscribe_all(0)
-        else:
-            self._later(20 * MS, self._setup)
-
-    def _subscribe_all(self, position: int) -> None:
-        if position == len(self.consumers):
-            self._begin()
-            return
-        consumer = self.consumers[position]
-        mode = GROUPS[consumer.group][1]
-        command = Subscribe(QUEUE, consumer.group, consumer.consumer, mode, SESSION_TIMEOUT, time=0)
-
-        def subscribed(op: Op) -> None:
-            if op.status == "ok" and isinstance(op.result, Session):
-                consumer.subscribed = True
-                self._subscribe_all(position + 1)
+        def created(op: Op[Any]) -> None:
+            if op.error is None or isinstance(op.error, QueueExistsError):
+                then()
             else:
-                self._later(20 * MS, self._subscribe_all, position)
+                self._later(20 * MS, self._create, queue, then)
 
-        if self._submit(self.admin, command, subscribed) is None:
-            self._later(20 * MS, self._subscribe_all, position)
+        client.watch(op, created)
+
+    def _groups(self) -> list[tuple[str, str, str]]:
+        """(queue, group, delivery mode) of every group of the run."""
+        groups = [(QUEUE, group, mode) for group, (_, mode) in GROUPS.items()]
+        return [*groups, (SCRATCH, SCRATCH_GROUP, "at_least_once")]
+
+    def _subscribe_all(self, position: int, then: Callable[[], None] | None = None) -> None:
+        """Create every group (a consumer joins and leaves) before anything is published:
+        a message goes to the groups that exist when it is published."""
+        groups = self._groups()
+        if position == len(groups):
+            (then or self._begin)()
+            return
+        queue, group, mode = groups[position]
+        self._ensure_group(queue, group, mode, lambda: self._subscribe_all(position + 1, then))
+
+    def _ensure_group(self, queue: str, group: str, mode: str, then: Callable[[], None]) -> None:
+        client = self.admin
+        consumer = client.core.consumer(
+            queue,
+            group,
+            mode=_mode(mode),
+            prefetch=1,
+            consumer="admin",
+            wait=0,
+            session_timeout=SESSION_TIMEOUT,
+        )
+
+        def joined(op: Op[Any]) -> None:
+            if op.error is not None:
+                self._later(20 * MS, self._ensure_group, queue, group, mode, then)
+                return
+            client.watch(consumer.close(self._now()), lambda _: then())
+
+        client.watch(consumer.start(self._now()), joined)
 
     def _begin(self) -> None:
         self.ready = True
-        for producer in self.producers:
-            self._later(self.rng.randint(0, self.params.publish_interval), self._publish, producer)
+        params = self.params
+        for producer in self._all_producers():
+            self._later(self.rng.randint(1, params.publish_interval), self._fill, producer)
         for consumer in self.consumers:
-            self._later(self.rng.randint(0, 20 * MS), self._consume, consumer)
+            self._later(self.rng.randint(1, 20 * MS), self._join, consumer)
+        if params.recreate_every:
+            self._later(params.recreate_every, self._recreate)
 
     # -- producers -----------------------------------------------------------------------
 
     def _message_id(self, producer: _Producer, number: int) -> str:
-        return f"p{producer.index}-{number}"
+        return f"{producer.base}-{number}"
 
-    def _publish(self, producer: _Producer) -> None:
-        if producer.busy:
+    def _fill(self, producer: _Producer) -> None:
+        """Keep the producer's pipeline full."""
+        if producer is self.relay:
+            self._relay_round()
             return
-        if producer.next_message > self.params.messages or producer.done:
+        params = self.params
+        while (
+            not producer.done
+            and not producer.paused
+            and len(producer.in_flight) < params.pipeline
+            and (producer.unconfirmed or producer.next_message <= producer.last_message)
+        ):
+            if producer.unconfirmed:
+                message_id = producer.unconfirmed.pop(0)
+            else:
+                message_id = self._message_id(producer, producer.next_message)
+                producer.next_message += 1
+            self._publish(producer, message_id)
+        if producer.next_message > producer.last_message and not producer.unconfirmed:
             producer.done = True
-            return
-        number = producer.next_message
-        message_id = self._message_id(producer, number)
-        if self.params.use_keys:
-            command = Publish(QUEUE, message_id.encode(), message_id=message_id, time=0)
-        else:
-            command = Publish(
-                QUEUE,
-                message_id.encode(),
-                producer=producer.name,
-                producer_sequence=number,
-                time=0,
-            )
-        op = self._submit(producer, command, self._published)
-        if op is None:
-            self._later(10 * MS, self._publish, producer)
-            return
-        producer.busy = True
-        self._pending_publish[id(op)] = (producer, number)
-        self.history.invoke(
-            producer.name, "publish", {"queue": QUEUE, "id": message_id}, self._now()
-        )
 
-    def _published(self, op: Op) -> None:
-        producer, number = self._pending_publish.pop(id(op))
-        producer.busy = False
-        result = op.result
-        if op.status == "ok" and isinstance(result, Receipt):
-            value: dict[str, Json] = {"seq": result.sequence, "duplicate": result.duplicate}
-            self.history.ok(producer.name, "publish", value, self._now())
-            producer.next_message = number + 1
-        elif op.status == "ok" and isinstance(result, ProducerSequenceStaleError):
-            # The broker already holds this number (an earlier attempt landed).
-            self.history.ok(producer.name, "publish", {"duplicate": True}, self._now())
-            producer.next_message = number + 1
-        elif op.status == "ok":
-            # Refused by the broker: surely not stored. Try the same message again.
-            self.history.fail(producer.name, "publish", {}, self._now())
-        elif op.status == "fail":
-            self.history.fail(producer.name, "publish", {}, self._now())
+    def _publish(self, producer: _Producer, message_id: str) -> None:
+        params = self.params
+        body = message_id.encode()
+        big = self.rng.random() < params.too_large
+        if big:
+            body = body.ljust(params.max_message_bytes + 1 + self.rng.randint(0, 400), b".")
+        key = message_id if producer.keys else None
+        process = f"{producer.name}:{message_id}"
+        self._invoke(process, "publish", {"queue": producer.queue, "id": message_id})
+        client = producer.client
+        try:
+            op = client.core.publish(
+                producer.queue, body, headers=[], key=key, timeout=None, now=self._now()
+            )
+        except HeraldError as error:  # refused before sending (too large for a frame)
+            self._record(process, "fail", "publish", {"error": type(error).__name__})
+            return
+        producer.in_flight[message_id] = op
+        incarnation = producer.incarnation
+        client.watch(op, lambda op: self._published(producer, incarnation, message_id, op))
+
+    def _published(
+        self, producer: _Producer, incarnation: int, message_id: str, op: Op[Any]
+    ) -> None:
+        if producer.incarnation != incarnation:
+            return  # answered to a process that died meanwhile
+        producer.in_flight.pop(message_id, None)
+        process = f"{producer.name}:{message_id}"
+        error = op.error
+        if error is None:
+            receipt = op.value
+            value: dict[str, Json] = {
+                "seq": receipt.sequence,
+                "duplicate": receipt.duplicate,
+                "inc": receipt.incarnation,
+            }
+            self._record(process, "ok", "publish", value)
+        elif _unknown(error):
+            self.counts.publish_unknown += 1
+            self._record(process, "info", "publish", {"error": type(error).__name__})
+            if producer.keys:
+                producer.unconfirmed.append(message_id)  # its key makes a retry safe
         else:
-            # Unknown: retry with the same identity; the broker deduplicates.
-            self.history.info(producer.name, "publish", {}, self._now())
-        if producer.done:
+            self._count_refusal(error)
+            self._record(process, "fail", "publish", {"error": type(error).__name__})
+        if self.rng.random() < self.params.producer_crash and not self.draining:
+            self._crash_producer(producer)
             return
         delay = int(self.rng.expovariate(1.0) * self.params.publish_interval)
-        self._later(delay, self._publish, producer)
+        self._later(delay, self._fill, producer)
 
-    # -- consumers ----------------------------------------------------------------------
+    def _count_refusal(self, error: HeraldError) -> None:
+        name = type(error).__name__
+        if name == "MessageTooLargeError":
+            self.counts.refused_too_large += 1
+        elif name == "QueueFullError":
+            self.counts.refused_queue_full += 1
+        elif name == "UnknownQueueError":
+            self.counts.refused_unknown_queue += 1
+
+    def _crash_producer(self, producer: _Producer) -> None:
+        """The producer process dies; a new one (a new producer id) takes over later."""
+        self.counts.producer_restarts += 1
+        self.world.log(f"producer {producer.name} crashes")
+        producer.client.crash()
+        if producer.keys:
+            producer.unconfirmed.extend(producer.in_flight)
+        producer.in_flight.clear()
+        producer.incarnation += 1
+        producer.client = self._client(producer.name)
+        self._later(self.rng.randint(20 * MS, 300 * MS), self._fill, producer)
+
+    # -- the Outbox relay ------------------------------------------------------------------
+
+    def _relay_round(self) -> None:
+        relay = self.relay
+        outbox = self._outbox
+        assert relay is not None and outbox is not None
+        if self._relaying:
+            return
+        params = self.params
+        # The application writes a few rows, each in its own transaction.
+        if not relay.done:
+            for _ in range(self.rng.randint(1, 3)):
+                if relay.next_message > relay.last_message:
+                    relay.done = True
+                    break
+                message_id = self._message_id(relay, relay.next_message)
+                relay.next_message += 1
+                bad = self.rng.random() < params.relay_bad_rows
+                with outbox.transaction() as tx:
+                    tx.publish(NOWHERE if bad else QUEUE, message_id.encode())
+        rows = outbox.pending(params.pipeline * 2)
+        if not rows:
+            if not relay.done:
+                self._later(params.publish_interval, self._relay_round)
+            return
+        round_ = RelayRound(rows)
+        self._relaying = True
+        incarnation = relay.incarnation
+        remaining = [len(round_.to_publish)]
+        if not round_.to_publish:
+            self._relay_settle(round_, incarnation)
+            return
+        for message in round_.to_publish:
+            message_id = message.body.decode()
+            process = f"{relay.name}:{message_id}"
+            checked = message.queue == QUEUE
+            if checked:
+                self._invoke(process, "publish", {"queue": QUEUE, "id": message_id})
+            op = relay.client.core.publish(
+                message.queue,
+                message.body,
+                headers=[],
+                key=message.key,
+                timeout=None,
+                now=self._now(),
+            )
+
+            def done(
+                op: Op[Any], row: int = message.id, process: str = process, checked: bool = checked
+            ) -> None:
+                if relay.incarnation != incarnation:
+                    return
+                if op.error is None:
+                    round_.confirmed(row, duplicate=op.value.duplicate)
+                    if checked:
+                        value: dict[str, Json] = {
+                            "seq": op.value.sequence,
+                            "inc": op.value.incarnation,
+                        }
+                        self._record(process, "ok", "publish", value)
+                else:
+                    round_.failed(row, op.error)
+                    if checked:
+                        status = "info" if _unknown(op.error) else "fail"
+                        self._record(process, status, "publish", {})
+                remaining[0] -= 1
+                if remaining[0] == 0:
+                    self._relay_settle(round_, incarnation)
+
+            relay.client.watch(op, done)
+
+    def _relay_settle(self, round_: RelayRound, incarnation: int) -> None:
+        relay, outbox = self.relay, self._outbox
+        assert relay is not None and outbox is not None
+        if relay.incarnation != incarnation:
+            return
+        decision = round_.decide()
+        outbox.record(decision)
+        self.counts.relay_set_aside += len(decision.set_aside)
+        self._relaying = False
+        if self.rng.random() < self.params.producer_crash * 3 and not self.draining:
+            # The relay dies after recording: its next incarnation relays what is left.
+            self.counts.relay_restarts += 1
+            relay.client.crash()
+            relay.incarnation += 1
+            relay.client = self._client(relay.name)
+        delay = int(self.rng.expovariate(1.0) * self.params.publish_interval)
+        self._later(delay, self._relay_round)
+
+    # -- the scratch queue: deleted and made again -----------------------------------------
+
+    def _recreate(self) -> None:
+        if self.draining:
+            return
+        self.scratch.paused = True
+        self._await_quiet_scratch()
+
+    def _await_quiet_scratch(self) -> None:
+        # The client's view, not only the callers': a publish whose caller gave up
+        # (timed out) stays in flight in the client, and would land after the drop.
+        core = self.scratch.client.core
+        if self.scratch.in_flight or core.in_flight_publishes(SCRATCH):
+            self._later(10 * MS, self._await_quiet_scratch)
+            return
+        process = "admin:drop"
+        self._invoke(process, "drop", {"queue": SCRATCH})
+        client = self.admin
+        op = client.core.delete_queue(SCRATCH, timeout=None, now=self._now())
+
+        def deleted(op: Op[Any]) -> None:
+            uncertain = op.error is not None and not isinstance(op.error, UnknownQueueError)
+            self._create(SCRATCH, lambda: self._rejoin_scratch(process, uncertain))
+
+        client.watch(op, deleted)
+
+    def _rejoin_scratch(self, process: str, uncertain: bool) -> None:
+        def done() -> None:
+            self.counts.queue_recreations += 1
+            self._record(process, "info" if uncertain else "ok", "drop", {})
+            self.scratch.paused = False
+            self._fill(self.scratch)
+            self._later(self.params.recreate_every, self._recreate)
+
+        self._ensure_group(SCRATCH, SCRATCH_GROUP, "at_least_once", done)
+
+    # -- consumers -------------------------------------------------------------------------
+
+    def _join(self, consumer: _Consumer) -> None:
+        if self.drained:
+            return
+        params = self.params
+        mode = GROUPS[consumer.group][1] if consumer.queue == QUEUE else "at_least_once"
+        core = consumer.client.core.consumer(
+            consumer.queue,
+            consumer.group,
+            mode=_mode(mode),
+            prefetch=params.batch,
+            consumer=consumer.base,  # its name at the broker survives crashes
+            auto_extend=params.auto_extend,
+            lease=params.lease,
+            wait=LONG_POLL,
+            session_timeout=SESSION_TIMEOUT,
+        )
+        consumer.consumer = core
+        incarnation = consumer.incarnation
+        core.on_ready = lambda: self._later(0, self._next, consumer, incarnation)
+
+        def joined(op: Op[Any]) -> None:
+            if consumer.incarnation != incarnation:
+                return
+            if op.error is not None:
+                self._later(50 * MS, self._restart_consumer, consumer)
+                return
+            self._next(consumer, incarnation)
+
+        consumer.client.watch(core.start(self._now()), joined)
+
+    def _restart_consumer(self, consumer: _Consumer) -> None:
+        """Join again with a fresh client (its queue or group went away, or it failed)."""
+        consumer.client.crash()
+        consumer.incarnation += 1
+        consumer.client = self._client(consumer.name)
+        consumer.consumer = None
+        consumer.busy = False
+        self._join(consumer)
+
+    def _next(self, consumer: _Consumer, incarnation: int) -> None:
+        """Take the next delivery in hand, if one is waiting and the hands are free."""
+        core = consumer.consumer
+        if consumer.incarnation != incarnation or core is None or consumer.busy:
+            return
+        error = core.take_error()
+        if error is not None:
+            if isinstance(error, (UnknownQueueError, UnknownGroupError, UnknownConsumerError)):
+                # Its queue was deleted (and made again): join the new one.
+                self._later(50 * MS, self._restart_consumer, consumer)
+                return
+            # Anything else (an unknown outcome of a fetch): go on; taking fetches again.
+            self.world.log(f"consumer {consumer.name}: {type(error).__name__}: {error}")
+        delivery = core.take(self._now())
+        # Taking frees a place in the window: the core may ask for more.
+        consumer.client.pump()
+        if delivery is None:
+            return
+        mode = self._mode(consumer)
+        # The broker leased it between the Deliver's issue and its answer, not when
+        # it leaves the prefetch buffer: record it then (the history is put in
+        # time order before it is judged), as its own process.
+        self._deliveries += 1
+        process = f"{consumer.name}/d{self._deliveries}"
+        base: dict[str, Json] = {"queue": consumer.queue, "group": consumer.group, "mode": mode}
+        self.history.invoke(process, "deliver", base, delivery.fetched_at)
+        item: dict[str, Json] = {
+            "id": delivery.body.decode(),
+            "seq": delivery.sequence,
+            "inc": delivery.incarnation,
+            "attempt": delivery.attempt,
+            "redelivery": delivery.redelivery,
+            "token": delivery.token,
+        }
+        self.history.ok(process, "deliver", {"messages": [item]}, delivery.arrived_at)
+        if self._faults_on() and self.rng.random() < self.params.consumer_crash:
+            self._crash_consumer(consumer, "right after a delivery")
+            return
+        consumer.busy = True
+        self._later(self._process_time(), self._process, consumer, incarnation, delivery)
+
+    def _mode(self, consumer: _Consumer) -> str:
+        return GROUPS[consumer.group][0] if consumer.queue == QUEUE else EFFECTIVELY_ONCE
 
     def _faults_on(self) -> bool:
         return not self.draining
 
-    def _crash_consumer(self, consumer: _Consumer, where: str) -> None:
-        """The consumer process dies: what it held in memory is gone."""
-        self.consumer_crashes += 1
-        consumer.incarnation += 1
-        consumer.name = f"{consumer.consumer}.{consumer.incarnation}"
-        consumer.work = []
-        consumer.busy = False
-        consumer.subscribed = False
-        self.world.log(f"consumer {consumer.consumer} crashes {where}")
-        self._later(self.rng.randint(20 * MS, 300 * MS), self._consume, consumer)
-
-    def _consume(self, consumer: _Consumer) -> None:
-        if consumer.busy or self.drained:
-            return
-        mode = GROUPS[consumer.group][1]
-        if not consumer.subscribed:
-            command: Command = Subscribe(
-                QUEUE, consumer.group, consumer.consumer, mode, SESSION_TIMEOUT, time=0
-            )
-            op = self._submit(consumer, command, self._on_subscribed)
-        else:
-            command = Deliver(
-                QUEUE,
-                consumer.group,
-                consumer.consumer,
-                self.params.batch,
-                self.params.lease,
-                time=0,
-            )
-            op = self._submit(consumer, command, self._on_delivered)
-            if op is not None:
-                base: dict[str, Json] = {
-                    "queue": QUEUE,
-                    "group": consumer.group,
-                    "mode": GROUPS[consumer.group][0],
-                }
-                self.history.invoke(consumer.name, "deliver", base, self._now())
-        if op is None:
-            self._later(10 * MS, self._consume, consumer)
-            return
-        consumer.busy = True
-        self._owners[id(op)] = (consumer, consumer.incarnation)
-
-    def _owner(self, op: Op) -> _Consumer | None:
-        consumer, incarnation = self._owners.pop(id(op))
-        if consumer.incarnation != incarnation:
-            return None  # answered after the process died: nobody hears it
-        consumer.busy = False
-        return consumer
-
-    def _on_subscribed(self, op: Op) -> None:
-        consumer = self._owner(op)
-        if consumer is None:
-            return
-        if op.status == "ok" and isinstance(op.result, Session):
-            consumer.subscribed = True
-            self._later(1, self._consume, consumer)
-        else:
-            self._later(20 * MS, self._consume, consumer)
-
-    def _on_delivered(self, op: Op) -> None:
-        consumer = self._owner(op)
-        if consumer is None:
-            return
-        result = op.result
-        if op.status == "ok" and isinstance(result, Deliveries):
-            items: list[Json] = [
-                {
-                    "id": delivery.message.body.decode(),
-                    "seq": delivery.sequence,
-                    "attempt": delivery.attempt,
-                    "redelivery": delivery.redelivery,
-                    "token": delivery.token,
-                }
-                for delivery in result.deliveries
-            ]
-            self.history.ok(consumer.name, "deliver", {"messages": items}, self._now())
-            if not result.deliveries:
-                self._later(self.params.poll_interval, self._consume, consumer)
-                return
-            if self._faults_on() and self.rng.random() < self.params.consumer_crash:
-                self._crash_consumer(consumer, "right after a delivery")
-                return
-            consumer.work = list(result.deliveries)
-            consumer.busy = True
-            self._later(self._process_time(), self._process, consumer, consumer.incarnation)
-            return
-        if op.status == "ok" and isinstance(result, UnknownConsumerError):
-            consumer.subscribed = False  # the session expired
-            self.history.fail(consumer.name, "deliver", {}, self._now())
-        elif op.status in ("ok", "fail"):
-            self.history.fail(consumer.name, "deliver", {}, self._now())
-        else:
-            self.history.info(consumer.name, "deliver", {}, self._now())
-        self._later(10 * MS, self._consume, consumer)
-
     def _process_time(self) -> int:
-        if self._faults_on() and self.rng.random() < self.params.slow:
-            return self.params.lease + self.rng.randint(10 * MS, self.params.lease)
-        return int(self.rng.expovariate(1.0) * self.params.process_time) + 1
+        params = self.params
+        if self._faults_on() and self.rng.random() < params.slow:
+            return params.lease + self.rng.randint(10 * MS, params.lease)
+        return int(self.rng.expovariate(1.0) * params.process_time) + 1
 
-    def _process(self, consumer: _Consumer, incarnation: int) -> None:
-        """Apply the side effect of the next message in hand, then ack it."""
+    def _process(self, consumer: _Consumer, incarnation: int, delivery: CoreDelivery) -> None:
+        """Apply the message's effect, then ack it."""
         if consumer.incarnation != incarnation:
             return
-        delivery = consumer.work.pop(0)
-        message_id = delivery.message.body.decode()
-        mode = GROUPS[consumer.group][0]
+        message_id = delivery.body.decode()
+        mode = self._mode(consumer)
+        process = consumer.name
         effect: dict[str, Json] = {
-            "queue": QUEUE,
+            "queue": consumer.queue,
             "group": consumer.group,
             "id": message_id,
             "mode": mode,
         }
-        if mode == EFFECTIVELY_ONCE:
-            if message_id not in self.inbox:
-                # One transaction in the consumer's database: the effect and "done".
-                self.history.invoke(consumer.name, "effect", effect, self._now())
-                self.inbox.add(message_id)
-                self.history.ok(consumer.name, "effect", {}, self._now())
+        if consumer.inbox is not None:
+            # One transaction in the consumer's database: the effect and "done".
+            with consumer.inbox.transaction(self.inbox_key(delivery)) as tx:
+                if tx.duplicate:
+                    self.counts.inbox_duplicates += 1
+                else:
+                    self._invoke(process, "effect", effect)
+                    self._record(process, "ok", "effect", {})
         else:
-            self.history.invoke(consumer.name, "effect", effect, self._now())
+            self._invoke(process, "effect", effect)
             self.balance[message_id] = self.balance.get(message_id, 0) + 1
-            self.history.ok(consumer.name, "effect", {}, self._now())
+            self._record(process, "ok", "effect", {})
         if self._faults_on() and self.rng.random() < self.params.consumer_crash:
             self._crash_consumer(consumer, "after an effect, before its ack")
             return
+        core = consumer.consumer
+        assert core is not None
         if mode == AT_MOST_ONCE:
-            self._next_message(consumer)
+            consumer.busy = False
+            self._later(1, self._next, consumer, incarnation)
             return
         ack: dict[str, Json] = {
-            "queue": QUEUE,
+            "queue": consumer.queue,
             "group": consumer.group,
             "id": message_id,
             "seq": delivery.sequence,
             "token": delivery.token,
         }
-        command = Ack(QUEUE, consumer.group, delivery.sequence, delivery.token, time=0)
-        op = self._submit(consumer, command, self._on_acked)
-        if op is None:
-            consumer.work.insert(0, delivery)
-            self._later(10 * MS, self._retry_ack, consumer, incarnation)
-            return
-        self.history.invoke(consumer.name, "ack", ack, self._now())
-        self._owners[id(op)] = (consumer, consumer.incarnation)
+        self._invoke(process, "ack", ack)
+        op = core.ack(delivery, self._now())
 
-    def _retry_ack(self, consumer: _Consumer, incarnation: int) -> None:
-        """The ack found no leader; the effect is done, so only the ack is retried."""
-        if consumer.incarnation != incarnation or not consumer.work:
-            return
-        delivery = consumer.work.pop(0)
-        command = Ack(QUEUE, consumer.group, delivery.sequence, delivery.token, time=0)
-        op = self._submit(consumer, command, self._on_acked)
-        if op is None:
-            consumer.work.insert(0, delivery)
-            self._later(10 * MS, self._retry_ack, consumer, incarnation)
-            return
-        ack: dict[str, Json] = {
-            "queue": QUEUE,
-            "group": consumer.group,
-            "id": delivery.message.body.decode(),
-            "seq": delivery.sequence,
-            "token": delivery.token,
-        }
-        self.history.invoke(consumer.name, "ack", ack, self._now())
-        self._owners[id(op)] = (consumer, consumer.incarnation)
-
-    def _on_acked(self, op: Op) -> None:
-        consumer, incarnation = self._owners.pop(id(op))
-        if consumer.incarnation != incarnation:
-            return
-        if op.status == "ok" and isinstance(op.result, Acked):
-            self.history.ok(consumer.name, "ack", {}, self._now())
-        elif op.status in ("ok", "fail"):
-            self.history.fail(consumer.name, "ack", {}, self._now())
-        else:
-            self.history.info(consumer.name, "ack", {}, self._now())
-        self._next_message(consumer)
-
-    def _next_message(self, consumer: _Consumer) -> None:
-        if consumer.work:
-            self._later(self._process_time(), self._process, consumer, consumer.incarnation)
-        else:
+        def acked(op: Op[Any]) -> None:
+            if consumer.incarnation != incarnation:
+                return
+            error = op.error
+            if error is None:
+                self._record(process, "ok", "ack", {})
+            else:
+                status = "info" if _unknown(error) else "fail"
+                self._record(process, status, "ack", {"error": type(error).__name__})
             consumer.busy = False
-            self._later(1, self._consume, consumer)
+            self._next(consumer, incarnation)
 
-    # -- the drain ---------------------------------------------------------------------
+        consumer.client.watch(op, acked)
+
+    def _crash_consumer(self, consumer: _Consumer, where: str) -> None:
+        """The consumer process dies: what it held in memory is gone (its database is not)."""
+        self.counts.consumer_crashes += 1
+        self.world.log(f"consumer {consumer.name} crashes {where}")
+        if self._mode(consumer) == AT_MOST_ONCE:
+            # Deliveries it had received and not yet looked at died with it, settled.
+            base: dict[str, Json] = {
+                "queue": consumer.queue,
+                "group": consumer.group,
+                "mode": AT_MOST_ONCE,
+            }
+            self._deliveries += 1
+            process = f"{consumer.name}/d{self._deliveries}"
+            self._invoke(process, "deliver", base)
+            self._record(process, "info", "deliver", {})
+        consumer.client.crash()
+        consumer.incarnation += 1
+        consumer.client = self._client(consumer.name)
+        consumer.consumer = None
+        consumer.busy = False
+        self._later(self.rng.randint(20 * MS, 300 * MS), self._join, consumer)
+
+    # -- the drain -------------------------------------------------------------------------
 
     def start_drain(self) -> None:
         """Liveness phase: once producers are idle, consume until every group is empty."""
         self._later(50 * MS, self._check_drained)
 
+    def _producers_idle(self) -> bool:
+        return not self._relaying and all(
+            not producer.in_flight and not producer.client.core.in_flight_publishes(producer.queue)
+            for producer in self._all_producers()
+        )
+
     def _check_drained(self) -> None:
         if self.drained:
             return
-        if self.ready and not any(producer.busy for producer in self.producers):
-            leader = self.world.leader()
-            if leader is not None:
-                self._read_seq += 1
-                self.world.read(ADMIN, leader.id, f"drain-{self._read_seq}".encode())
-        self._later(100 * MS, self._check_drained)
+        if not self.ready or not self._producers_idle() or self.scratch.paused:
+            self._later(100 * MS, self._check_drained)
+            return
+        self._drain_stats([QUEUE, SCRATCH], {})
 
-    def _read_served(self, op: Op, node: SimNode) -> None:
-        if not op.data.startswith(b"drain-") or self.drained or node.machine is None:
+    def _drain_stats(self, queues: list[str], empty: dict[str, bool]) -> None:
+        if not queues:
+            if all(empty.values()) and not any(c.busy for c in self.consumers):
+                self._read_dead_letters(list(GROUPS), [])
+            else:
+                self._later(100 * MS, self._check_drained)
             return
-        assert isinstance(node.machine, BrokerMachine)
-        broker = node.machine.broker
-        if QUEUE not in broker.list_queues():
-            return
-        if any(producer.busy for producer in self.producers):
-            return
-        if any(consumer.work for consumer in self.consumers):
-            return
-        stats = broker.stats(QUEUE)
-        for group_stats in stats.groups:
-            if (
-                group_stats.backlog
-                or group_stats.in_flight
-                or group_stats.ready
-                or group_stats.delayed
-            ):
+        queue, rest = queues[0], queues[1:]
+        client = self.admin
+        op = client.core.stats(queue, timeout=None, now=self._now())
+
+        def answered(op: Op[Any]) -> None:
+            if op.error is not None:
+                self._later(100 * MS, self._check_drained)
                 return
-        # Empty everywhere: what is left are the dead letters.
-        for group in GROUPS:
-            ids: list[Json] = [
-                letter.message.body.decode() for letter in broker.dead_letters(QUEUE, group)
-            ]
-            value: dict[str, Json] = {"queue": QUEUE, "group": group, "ids": ids}
-            self.history.invoke("drain", "dead_letter", value, self._now())
-            self.history.ok("drain", "dead_letter", {}, self._now())
-        self.drained = True
-        self.world.log(f"queue drained ({len(self.history.ops)} history operations)")
+            stats = op.value
+            empty[queue] = all(
+                not (g.backlog or g.in_flight or g.ready or g.delayed) for g in stats.groups
+            )
+            self._drain_stats(rest, empty)
+
+        client.watch(op, answered)
+
+    def _read_dead_letters(
+        self, groups: list[str], letters: list[tuple[str, str, list[str]]]
+    ) -> None:
+        """The dead letters of every group (the main queue's, then the scratch queue's)."""
+        pending = [(QUEUE, group) for group in groups]
+        self._read_next_dead_letters([*pending, (SCRATCH, SCRATCH_GROUP)], letters)
+
+    def _read_next_dead_letters(
+        self, pending: list[tuple[str, str]], letters: list[tuple[str, str, list[str]]]
+    ) -> None:
+        if not pending:
+            for queue, group, ids in letters:
+                value: dict[str, Json] = {"queue": queue, "group": group, "ids": list(ids)}
+                self._invoke("drain", "dead_letter", value)
+                self._record("drain", "ok", "dead_letter", {})
+            self.counts.drains += 1
+            self.drained = True
+            self.world.log(f"queue drained ({len(self.history.ops)} history operations)")
+            return
+        (queue, group), rest = pending[0], pending[1:]
+        client = self.admin
+        op = client.core.dead_letters(queue, group, limit=0, timeout=None, now=self._now())
+
+        def answered(op: Op[Any]) -> None:
+            if op.error is not None:
+                self._later(100 * MS, self._read_next_dead_letters, pending, letters)
+                return
+            ids = [letter.body.decode() for letter in op.value]
+            letters.append((queue, group, ids))
+            self._read_next_dead_letters(rest, letters)
+
+        client.watch(op, answered)

@@ -20,7 +20,6 @@ import random
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from functools import partial
 
 from herald.broker import Broker
 from herald.check.queue import check_queue
@@ -31,8 +30,9 @@ from herald.storage import SimFileSystem
 from .invariants import SafetyViolation
 from .nemesis import Nemesis
 from .options import SimOptions, draw_options
-from .queue import BrokerMachine, QueueWorkload
+from .queue import QueueWorkload
 from .scheduler import MS, SECOND
+from .serving import Plants, server_factory
 from .workload import Workload
 from .world import DigestStateMachine, DiskFactory, World
 
@@ -68,14 +68,18 @@ def run_seed(
     raft_class: type[Raft] = Raft,
     tracer: Callable[[str], None] | None = None,
     disk_factory: DiskFactory | None = None,
-    broker_class: type[Broker] = Broker,
+    broker_class: type[Broker] | None = None,
+    plants: Plants | None = None,
 ) -> SimResult:
     """Run one seed; never raises for a finding, only reports it.
 
-    ``raft_class``, ``disk_factory`` and ``broker_class`` exist so tests can
-    plant bugs and show the checkers catch them.
+    ``raft_class``, ``disk_factory``, ``broker_class`` and ``plants`` exist so
+    tests can plant bugs and show the checkers catch them.
     """
+    if broker_class is not None:
+        plants = replace(plants or Plants(), broker_class=broker_class)
     options = options or draw_options(seed, faults, workload)
+    plants = plants or Plants()
     master = random.Random(f"herald-sim/{seed}")
     world = World(
         options,
@@ -83,12 +87,19 @@ def run_seed(
         raft_class,
         tracer,
         disk_factory or SimFileSystem,
-        partial(BrokerMachine, broker_class) if options.queue is not None else DigestStateMachine,
+        DigestStateMachine,
+        server_factory(options, raft_class, plants) if options.queue is not None else None,
+        plants.host_class,
     )
     nemesis = Nemesis(world, random.Random(master.getrandbits(64)))
     clients = Workload(world, random.Random(master.getrandbits(64)))
     queue = (
-        QueueWorkload(world, random.Random(master.getrandbits(64)))
+        QueueWorkload(
+            world,
+            random.Random(master.getrandbits(64)),
+            client_class=plants.client_class,
+            inbox_key=plants.inbox_key,
+        )
         if options.queue is not None
         else None
     )
@@ -140,19 +151,19 @@ def _run(
     nemesis.heal_everything()
     world.network.set_profile(replace(options.network, loss=0.0, spike=0.0))
     healed_at = scheduler.now
-    workload.start_probe()
+    if queue is None:
+        workload.start_probe()  # a queue run's drain is its own probe
     converged = [False]
 
     def check() -> None:
         if converged[0]:
             return
-        if (
-            workload.probe_committed()
-            and (queue is None or queue.drained)
-            and all(
-                world.checker.applied_index(node.id) >= world.max_acked_index
-                for node in world.live_nodes()
-            )
+        caught_up = world.max_acked_index
+        if queue is not None:
+            # Every node has applied what any node knows committed.
+            caught_up = max(caught_up, world.checker.commit_index)
+        if (workload.probe_committed() if queue is None else queue.drained) and all(
+            world.checker.applied_index(node.id) >= caught_up for node in world.live_nodes()
         ):
             converged[0] = True
             return
@@ -172,7 +183,7 @@ def _run(
 
 def _judge_queue(queue: QueueWorkload) -> None:
     """The queue checker's verdict on the history: a broken guarantee is a safety failure."""
-    checked = check_queue(queue.history.ops)
+    checked = check_queue(queue.ordered_history())
     verdict = judge(checked.by_mode, producer_dedup=True)
     queue.checked = checked
     if not verdict.ok:
@@ -243,11 +254,14 @@ def _stats(world: World, nemesis: Nemesis, workload: Workload) -> dict[str, int]
 
 
 def _queue_stats(queue: QueueWorkload, result: SimResult) -> dict[str, int]:
-    """Per delivery mode: confirmed, lost, duplicated deliveries and effects."""
-    stats = {"consumer_crashes": queue.consumer_crashes, "history_ops": len(queue.history.ops)}
+    """Per delivery mode: confirmed, lost, duplicated deliveries and effects; and how
+    often each thing users do and suffer happened."""
+    stats = {**queue.counts.as_dict(), "history_ops": len(queue.history.ops)}
+    stats["wall_steps"] = queue.world.wall_steps
+    stats["turned_away"] = queue.links.turned_away()
     checked = queue.checked
     if checked is None:
-        checked = check_queue(queue.history.ops)
+        checked = check_queue(queue.ordered_history())
     for mode, counts in checked.by_mode.items():
         stats[f"{mode}.confirmed"] = counts.confirmed
         stats[f"{mode}.lost"] = counts.lost

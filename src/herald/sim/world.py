@@ -22,7 +22,9 @@ import random
 import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Protocol
 
+from herald.broker import Broker
 from herald.errors import (
     CorruptionError,
     NotLeaderError,
@@ -30,7 +32,9 @@ from herald.errors import (
     StorageIOError,
     UnsupportedFormatError,
 )
-from herald.node.host import NodeHost
+from herald.node.clock import Instant
+from herald.node.host import HostObserver, NodeHost, Transport
+from herald.node.server import ServerCore
 from herald.raft import (
     Config,
     Entry,
@@ -46,17 +50,32 @@ from herald.raft import (
 )
 from herald.storage import DiskFaults, SimFileSystem, WalLogStore
 
-from .invariants import RaftChecker
+if TYPE_CHECKING:
+    from .links import SimLink
+
+from .invariants import RaftChecker, SafetyViolation
 from .network import SimNetwork
 from .options import SimOptions
 from .scheduler import MS, SECOND, Scheduler, fmt_time
 
-__all__ = ["DATA_DIR", "DigestStateMachine", "DiskFactory", "Op", "SimNode", "World"]
+__all__ = [
+    "DATA_DIR",
+    "EPOCH",
+    "DigestStateMachine",
+    "DiskFactory",
+    "Op",
+    "ServerFactory",
+    "SimNode",
+    "World",
+    "digest_broker",
+]
 
 Tracer = Callable[[str], None]
 #: Builds a node's disk; tests pass broken ones to show the checkers catch them.
 DiskFactory = Callable[[random.Random, DiskFaults], SimFileSystem]
 DATA_DIR = "/data"
+#: Where the simulated wall clocks start (2027-01-15, in microseconds since 1970).
+EPOCH = 1_800_000_000 * SECOND
 #: How long the simulated operator takes to notice a node that refused to start.
 OPERATOR_DELAY = 300 * MS
 
@@ -75,9 +94,13 @@ class DigestStateMachine:
         self.digest = b"\0" * 8
 
     def apply(self, entry: Entry) -> object:
+        self.fold(entry)
+        return self.count
+
+    def fold(self, entry: Entry) -> None:
+        """Chain ``entry`` into the digest."""
         self.count += 1
         self.digest = hashlib.blake2b(self.digest + entry.data, digest_size=8).digest()
-        return self.count
 
     def snapshot(self) -> bytes:
         return struct.pack(">Q", self.count) + self.digest
@@ -115,12 +138,22 @@ class SimNode:
     rng: random.Random
     host: NodeHost | None = None
     machine: DigestStateMachine | None = None
+    #: The request core, in worlds whose clients speak Herald's protocol.
+    server: ServerCore | None = None
     up: bool = False
     paused: bool = False
     incarnation: int = 0
     clock_rate: float = 1.0  # the rate now, which clock faults change
     base_clock_rate: float = 1.0  # the node's own drift, which they don't
     clock_skew: int = 0  # its wall clock minus true time, for command timestamps
+    # Its monotonic clock: ``mono_base`` at true time ``mono_at``, then ``clock_rate``.
+    mono_base: int = 0
+    mono_at: int = 0
+    #: Client connections to this node: all, by number, and by the core's link id.
+    connections: dict[int, SimLink] = field(default_factory=dict)
+    links: dict[int, SimLink] = field(default_factory=dict)
+    #: Client bytes that arrived while paused: (link, data).
+    held_bytes: list[tuple[SimLink, bytes]] = field(default_factory=list)
     held: list[Message] = field(default_factory=list)
     deferred: list[Ready] = field(default_factory=list)
     # An armed crash waits for its moment ("before_sync", "after_sync" or
@@ -130,6 +163,10 @@ class SimNode:
     waiting_reads: list[tuple[Op, ReadState]] = field(default_factory=list)
     repair_next: bool = False  # the operator restarts it with repair=True
     dead: bool = False  # refused to start even with repair: down for good
+    #: While its store says its log was cut back: the marker's term, and whether
+    #: an entry of a later term has been made durable since (which ends recovery).
+    recovering_term: int = 0
+    caught_up: bool = False
 
 
 class _Transport:
@@ -154,6 +191,7 @@ class _Observer:
 
     def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None:
         self._world.checker.on_persisted(node, entries, storage)
+        self._world.on_persisted(self._node, entries)
 
     def on_applied(self, node: int, entry: Entry, result: object) -> None:
         self._world.on_applied(self._node, entry, result)
@@ -165,8 +203,28 @@ class _Observer:
         self._world.on_read_state(self._node, read_state)
 
 
+class ServerFactory(Protocol):
+    """Builds a node's request core on its log store and transport (queue worlds)."""
+
+    def __call__(
+        self,
+        node: SimNode,
+        store: WalLogStore,
+        transport: Transport,
+        rng: random.Random,
+        now: Instant,
+        observer: HostObserver,
+    ) -> ServerCore: ...
+
+
 class World:
-    """A whole simulated cluster plus its clients, driven by one scheduler."""
+    """A whole simulated cluster plus its clients, driven by one scheduler.
+
+    Each node runs either a bare node host with a digest state machine (the Raft
+    workload, whose clients propose to Raft directly) or, given a
+    ``server_factory``, the real request core (:class:`ServerCore`), whose
+    clients connect over simulated connections (:mod:`herald.sim.links`).
+    """
 
     def __init__(
         self,
@@ -176,10 +234,14 @@ class World:
         tracer: Tracer | None = None,
         disk_factory: DiskFactory = SimFileSystem,
         machine_factory: Callable[[], DigestStateMachine] = DigestStateMachine,
+        server_factory: ServerFactory | None = None,
+        host_class: type[NodeHost] = NodeHost,
     ) -> None:
         self.options = options
         self.raft_class = raft_class
+        self.host_class = host_class
         self.machine_factory = machine_factory
+        self.server_factory = server_factory
         self.trace = tracer
         self.scheduler = Scheduler()
         self.checker = RaftChecker()
@@ -208,7 +270,14 @@ class World:
         self.restarts = 0
         self.refusals = 0
         self.repairs = 0
+        self.wall_steps = 0
         self.on_new_leader: Callable[[SimNode], None] | None = None
+        #: Called when a node crashes (the links layer resets its connections).
+        self.on_crash: Callable[[SimNode], None] | None = None
+        #: Called after every Ready cycle of a node with a server core (to send replies).
+        self.on_output: Callable[[SimNode], None] | None = None
+        #: Called when a paused node resumes (held client bytes are delivered).
+        self.on_resume: Callable[[SimNode], None] | None = None
         #: How traces show a proposal's payload (workloads with binary commands replace it).
         self.describe_data: Callable[[bytes], str] = _printable
         #: Called when a linearizable read is served, with the node that served it.
@@ -241,7 +310,8 @@ class World:
         if node.dead:
             return
         node.incarnation += 1
-        machine = self.machine_factory()
+        machine: DigestStateMachine | None = None
+        server: ServerCore | None = None
         try:
             store = WalLogStore(
                 node.disk,
@@ -249,17 +319,26 @@ class World:
                 segment_size=self.options.segment_size,
                 repair=node.repair_next,
             )
-            host = NodeHost(
-                self.config_for(node.id),
-                store,
-                _Transport(self.network.send),
-                machine,
-                random.Random(node.rng.getrandbits(64)),
-                snapshot_entries=self.options.snapshot_entries,
-                retain_entries=self.options.snapshot_entries // 4,
-                observer=_Observer(self, node),
-                raft_class=self.raft_class,
-            )
+            transport = _Transport(self.network.send)
+            rng = random.Random(node.rng.getrandbits(64))
+            observer = _Observer(self, node)
+            if self.server_factory is not None:
+                now = self.instant(node)
+                server = self.server_factory(node, store, transport, rng, now, observer)
+                host = server.host
+            else:
+                machine = self.machine_factory()
+                host = self.host_class(
+                    self.config_for(node.id),
+                    store,
+                    transport,
+                    machine,
+                    rng,
+                    snapshot_entries=self.options.snapshot_entries,
+                    retain_entries=self.options.snapshot_entries // 4,
+                    observer=observer,
+                    raft_class=self.raft_class,
+                )
         except StorageIOError as error:
             # A read error: transient, so the supervisor simply tries again.
             self.log(f"n{node.id} cannot start: {error}")
@@ -279,14 +358,18 @@ class World:
             self.repairs += 1
             node.repair_next = False
         node.host = host
-        node.machine = machine
+        node.server = server
+        node.machine = machine if server is None else _digest_of(server)
         node.up = True
         node.paused = False
         node.held.clear()
+        node.held_bytes.clear()
         node.deferred.clear()
         node.waiting_reads.clear()
         raft = host.node.raft
-        self.checker.on_restart(node.id, raft.log.applied, machine.digest)
+        assert node.machine is not None
+        self._check_recovery_marker(node, host)
+        self.checker.on_restart(node.id, raft.log.applied, node.machine.digest)
         self.log(
             f"n{node.id} boot term={raft.term} applied={raft.log.applied} "
             f"last={raft.log.last_index()}"
@@ -294,6 +377,25 @@ class World:
         )
         self._schedule_tick(node)
         self._pump(node)
+
+    def _check_recovery_marker(self, node: SimNode, host: NodeHost) -> None:
+        """Recovery ends on durable state only: a node whose log was cut back keeps
+        its marker until an entry of a later term is durable. A marker gone before
+        that lets a node missing acknowledged entries vote as if it had them."""
+        if node.recovering_term and not node.caught_up and not host.recovering_term:
+            raise SafetyViolation(
+                "recovery",
+                f"n{node.id} restarted without its recovering marker (term "
+                f"{node.recovering_term}) although no entry of a later term was ever "
+                f"durable in its log",
+            )
+        if host.recovering_term != node.recovering_term or not host.recovering_term:
+            node.caught_up = False
+        node.recovering_term = 0 if host.marker_ignored else host.recovering_term
+
+    def on_persisted(self, node: SimNode, entries: Sequence[Entry]) -> None:
+        if node.recovering_term and any(e.term > node.recovering_term for e in entries):
+            node.caught_up = True
 
     def crash(self, node: SimNode) -> None:
         """Power loss: the process and everything the disk had not made durable."""
@@ -304,9 +406,13 @@ class World:
         node.incarnation += 1
         lost = node.disk.unsynced_changes
         node.disk.crash()
+        if self.on_crash is not None:
+            self.on_crash(node)
         node.host = None
+        node.server = None
         node.machine = None
         node.held.clear()
+        node.held_bytes.clear()
         node.deferred.clear()
         node.waiting_reads.clear()
         node.armed = ""
@@ -362,8 +468,21 @@ class World:
         held, node.held = node.held, []
         for message in held:
             self._deliver(message)
+        if self.on_resume is not None and node.up and not node.paused:
+            self.on_resume(node)
 
     # -- time -----------------------------------------------------------------------------
+
+    def instant(self, node: SimNode) -> Instant:
+        """The node's two clocks now: monotonic (drifting) and wall (skewed, stepped)."""
+        mono = node.mono_base + int((self.scheduler.now - node.mono_at) * node.clock_rate)
+        return Instant(mono, EPOCH + mono + node.clock_skew)
+
+    def set_clock_rate(self, node: SimNode, rate: float) -> None:
+        """The node's clock runs at ``rate`` from now on (ticks and its monotonic clock)."""
+        node.mono_base = self.instant(node).mono
+        node.mono_at = self.scheduler.now
+        node.clock_rate = rate
 
     def _schedule_tick(self, node: SimNode) -> None:
         interval = max(1, round(self.options.tick_interval / node.clock_rate))
@@ -375,20 +494,34 @@ class World:
         self._schedule_tick(node)
         if node.paused or node.host is None:
             return
-        node.host.tick()
+        self._tick_once(node)
         self._after_input(node)
 
+    def _tick_once(self, node: SimNode) -> None:
+        if node.server is not None:
+            node.server.tick(self.instant(node))
+        elif node.host is not None:
+            node.host.tick()
+
     def jump_clock(self, node: SimNode, ticks: int) -> None:
-        """The node's clock leaps forward: many ticks fire at once."""
+        """The node's clocks leap forward (a VM resumed): many ticks fire at once."""
         if not node.up or node.paused or node.host is None:
             return
         self.log(f"n{node.id} CLOCK JUMP +{ticks} ticks")
-        node.clock_skew += ticks * self.options.tick_interval
+        leap = ticks * self.options.tick_interval
+        node.mono_base += leap
         for _ in range(ticks):
-            node.host.tick()
+            self._tick_once(node)
             self._after_input(node)
             if node.host is None:
                 return
+
+    def step_wall_clock(self, node: SimNode, delta: int) -> None:
+        """The node's wall clock alone steps by ``delta`` (an NTP step, an operator's typo)."""
+        node.clock_skew += delta
+        if delta > 0:
+            self.wall_steps += 1
+        self.log(f"n{node.id} WALL CLOCK STEP {delta / SECOND:+.0f}s")
 
     # -- messages ---------------------------------------------------------------------------
 
@@ -401,10 +534,17 @@ class World:
             return
         if self.trace is not None:
             self.log(f"n{message.dst} <- n{message.src} {_describe(message)}")
-        node.host.step(message)
+        if node.server is not None:
+            node.server.step((message,), self.instant(node))
+        else:
+            node.host.step(message)
         self._after_input(node)
 
     # -- the Ready cycle --------------------------------------------------------------------
+
+    def pump(self, node: SimNode) -> None:
+        """Something reached the node from outside Raft (a client's bytes): run its loop."""
+        self._after_input(node)
 
     def _after_input(self, node: SimNode) -> None:
         host = node.host
@@ -426,9 +566,12 @@ class World:
         try:
             while node.incarnation == incarnation and node.host is not None:
                 host = node.host
-                rd = host.begin()
+                server = node.server
+                if host.busy:
+                    break
+                rd = server.begin(self.instant(node)) if server is not None else host.begin()
                 if rd is None:
-                    return
+                    break
                 if rd.must_sync:
                     if node.armed == "before_sync":
                         self.log(f"n{node.id} crashes with a write in flight")
@@ -437,13 +580,19 @@ class World:
                     self.scheduler.after(
                         self.options.fsync_latency, self._fsync_done, node, incarnation, rd
                     )
-                    return
-                host.finish(rd)
+                    break
+                if server is not None:
+                    server.finish(rd, self.instant(node))
+                else:
+                    host.finish(rd)
                 if node.host is not None:
                     self._observe(node, host)
         except StorageIOError as error:
             if node.incarnation == incarnation:
                 self._storage_failed(node, error)
+            return
+        if node.server is not None and node.incarnation == incarnation and self.on_output:
+            self.on_output(node)
 
     def _fsync_done(self, node: SimNode, incarnation: int, rd: Ready) -> None:
         if node.incarnation != incarnation or node.host is None:
@@ -457,9 +606,13 @@ class World:
         host = node.host
         assert host is not None
         incarnation = node.incarnation
+        server = node.server
         try:
             host.sync(rd)
-            host.finish(rd)
+            if server is not None:
+                server.finish(rd, self.instant(node))
+            else:
+                host.finish(rd)
         except StorageIOError as error:
             if node.incarnation == incarnation:
                 self._storage_failed(node, error)
@@ -470,11 +623,12 @@ class World:
             return
         self._after_input(node)
 
-    # -- state machine events ----------------------------------------------------------------
-
     def on_applied(self, node: SimNode, entry: Entry, result: object) -> None:
         machine = node.machine
         assert machine is not None
+        if node.server is not None:
+            # The broker applied it; the digest follows every entry alike.
+            machine.fold(entry)
         self.checker.on_applied(node.id, entry, machine.digest)
         op = self.pending.pop((node.id, entry.index), None)
         if op is not None:
@@ -617,6 +771,47 @@ class World:
                 if raft.role == Role.LEADER and raft.term > best_term:
                     best, best_term = node, raft.term
         return best
+
+
+_DIGEST_BROKERS: dict[type[Broker], type[Broker]] = {}
+
+
+def digest_broker(broker_class: type[Broker] = Broker) -> Broker:
+    """A broker of ``broker_class`` with the digest chain the Raft checker compares
+    replicas by: the world folds each entry into it as it applies (whichever way
+    the request core applies it), and it travels in the snapshot, ahead of the
+    broker's own state."""
+    cls = _DIGEST_BROKERS.get(broker_class)
+    if cls is None:
+
+        def snapshot(self: Broker) -> bytes:
+            return _digests(self).snapshot() + broker_class.snapshot(self)
+
+        def restore(self: Broker, data: bytes, index: int) -> None:
+            _digests(self).restore(data[:16], index)
+            broker_class.restore(self, data[16:], index)
+
+        # No __slots__: instances get a __dict__ for the digest chain.
+        cls = type(
+            f"Digest{broker_class.__name__}",
+            (broker_class,),
+            {"snapshot": snapshot, "restore": restore},
+        )
+        _DIGEST_BROKERS[broker_class] = cls
+    broker = cls()
+    broker.__dict__["digests"] = DigestStateMachine()
+    return broker
+
+
+def _digests(broker: Broker) -> DigestStateMachine:
+    digests = broker.__dict__.get("digests")
+    if not isinstance(digests, DigestStateMachine):
+        raise TypeError("a simulated server core needs a broker made by digest_broker()")
+    return digests
+
+
+def _digest_of(server: ServerCore) -> DigestStateMachine:
+    return _digests(server.broker)
 
 
 def _printable(data: bytes) -> str:
