@@ -8,7 +8,7 @@ from collections.abc import Sequence
 from herald.node.clock import Instant
 from herald.node.config import NodeConfig
 from herald.node.server import ClientLink, ServerCore
-from herald.raft import Message
+from herald.raft import Entry, Message, MessageType
 from herald.sim.storage import SimLogStore
 from herald.wire import protocol as w
 
@@ -153,3 +153,163 @@ def test_commands_are_stamped_with_the_time_a_majority_agrees_on() -> None:
     peek = w.Peek(d.rid(), "q")
     (message,) = d.send(link, peek)[peek.id].value
     assert message.published_at == T0 + d.mono
+
+
+class Recording:
+    def __init__(self) -> None:
+        self.sent: list[Message] = []
+
+    def send(self, messages: Sequence[Message]) -> None:
+        self.sent.extend(messages)
+
+
+def _win_election(core: ServerCore, transport: Recording, now: Instant) -> None:
+    """Campaign and collect node 2's pre-vote and vote (fabricated)."""
+    core.host.node.campaign()
+    for wanted in (MessageType.PRE_VOTE, MessageType.VOTE):
+        run(core, now)
+        (request,) = [m for m in transport.sent if m.type is wanted and m.dst == 2]
+        transport.sent.clear()
+        answer = (
+            MessageType.PRE_VOTE_RESPONSE
+            if wanted is MessageType.PRE_VOTE
+            else MessageType.VOTE_RESPONSE
+        )
+        core.step([Message(answer, src=2, dst=1, term=request.term)], now)
+    run(core, now)
+    assert core.is_leader()
+
+
+def run(core: ServerCore, now: Instant) -> None:
+    while True:
+        rd = core.begin(now)
+        if rd is None:
+            return
+        core.sync(rd)
+        core.finish(rd, now)
+
+
+def test_a_proposal_replaced_by_the_same_nodes_later_one_is_unknown_not_lost() -> None:
+    """Regression: a re-elected leader proposing at an index that held one of its own
+    older proposals answered that older one ProposalLostError ("surely not carried
+    out", resent by every client whatever it was). Another node may still hold the
+    older entry and a later leader commit it: the answer must be "unknown"."""
+    transport = Recording()
+    now = Instant(0, T0)
+    core = ServerCore(
+        NodeConfig(node_id=1, peers={n: f"127.0.0.1:{7430 + n}" for n in (1, 2, 3)}),
+        SimLogStore(),
+        transport,
+        random.Random(1),
+        now,
+    )
+    _win_election(core, transport, now)  # term 2 (pre-vote, then vote); noop at 1
+    term = core.term
+    link = core.connect("admin")
+    writes = [w.CreateQueue(n, f"q{n}") for n in (1, 2, 3)]
+    for request in writes:  # one entry each, at 2, 3 and 4; none commits
+        core.receive(link, [request], now)
+        run(core, now)
+    assert not link.replies
+    # Node 2 leads a later term whose log ends at 2: node 1's 2..4 are cut back to 2.
+    core.step(
+        [
+            Message(
+                MessageType.APPEND,
+                src=2,
+                dst=1,
+                term=term + 1,
+                index=1,
+                log_term=term,
+                entries=(Entry(term + 1, 2, b""),),
+            )
+        ],
+        now,
+    )
+    run(core, now)
+    assert not core.is_leader()
+    _win_election(core, transport, now)  # node 1 leads again; its noop goes at 3
+    later = w.CreateQueue(9, "q9")
+    core.receive(link, [later], now)  # proposed at 4, where its own q3 was
+    run(core, now)
+    answers = {reply.id: reply for reply in link.take_replies()}
+    assert answers[3].error is not None
+    assert answers[3].error.code == "OutcomeUnknownError", answers[3]
+
+
+class FakeFollowers:
+    """Nodes 2 and 3 as far as node 1 can tell: they acknowledge every append and
+    answer heartbeats with their (correct) wall clock."""
+
+    def __init__(self, core: ServerCore, transport: Recording) -> None:
+        self.core = core
+        self.transport = transport
+
+    def run(self, now: Instant) -> None:
+        core = self.core
+        for _ in range(20):
+            run(core, now)
+            sent, self.transport.sent = self.transport.sent, []
+            answers = []
+            for m in sent:
+                if m.type is MessageType.APPEND:
+                    last = m.entries[-1].index if m.entries else m.index
+                    answers.append(
+                        Message(MessageType.APPEND_RESPONSE, m.dst, 1, m.term, index=last)
+                    )
+                elif m.type is MessageType.HEARTBEAT:
+                    answers.append(
+                        Message(
+                            MessageType.HEARTBEAT_RESPONSE,
+                            m.dst,
+                            1,
+                            m.term,
+                            context=m.context,
+                            wall=T0 + now.mono,
+                        )
+                    )
+            if not answers:
+                return
+            core.step(answers, now)
+
+    def heartbeat(self, now: Instant) -> None:
+        for _ in range(self.core.config.heartbeat_tick):
+            self.core.tick(now)
+        self.run(now)
+
+
+def test_a_step_of_the_leaders_clock_does_not_forget_keys() -> None:
+    """Regression: commands were stamped with the leader's own wall clock, so a step of
+    it by an hour aged every idempotency key by an hour at once: a retry after the
+    jump, with the same key, was stored a second time."""
+    transport = Recording()
+    mono = 0
+    now = Instant(mono, T0)
+    core = ServerCore(
+        NodeConfig(node_id=1, peers={n: f"127.0.0.1:{7430 + n}" for n in (1, 2, 3)}),
+        SimLogStore(),
+        transport,
+        random.Random(1),
+        now,
+    )
+    _win_election(core, transport, now)
+    followers = FakeFollowers(core, transport)
+    followers.heartbeat(now)
+    link = core.connect("producer")
+    dedup_ttl = 60 * SECOND
+    options = {"dedup_ttl": dedup_ttl}
+    core.receive(link, [w.CreateQueue(1, "q", options)], now)
+    followers.run(now)
+    core.receive(link, [w.Publish(2, "q", b"order-1", message_id="order-1")], now)
+    followers.run(now)
+    # A second later the leader's wall clock jumps an hour ahead; the followers' not.
+    mono += SECOND
+    jumped = Instant(mono, T0 + mono + 3600 * SECOND)
+    followers.heartbeat(jumped)
+    core.receive(link, [w.Publish(3, "q", b"order-1", message_id="order-1")], jumped)
+    followers.run(jumped)
+    answers = {reply.id: reply for reply in link.take_replies()}
+    assert answers[2].ok and answers[3].ok, answers
+    first, retry = answers[2].value, answers[3].value
+    assert retry[2], f"the retry was stored twice: {first} then {retry}"
+    assert retry[1] == first[1]

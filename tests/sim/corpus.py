@@ -73,12 +73,30 @@ QUEUE_CORPUS: list[tuple[int, str]] = [
         184,
         "workload: producers started before every consumer group existed, so the first "
         "message went only to the group that did (settled, then dropped); the checker "
-        "rightly reported it lost in the others. Setup now subscribes every group first",
+        "rightly reported it lost in the others. Setup now subscribes every group first. "
+        "Run on the real client core (max_uncommitted_bytes=1024), it found the client's "
+        "overload livelock: it closed the connection at the first OverloadedError, lost "
+        "the answers of the writes accepted before it, and resent them for ever; it now "
+        "sends nothing more there and closes once what was sent is answered",
     ),
     (
         40,
         "world: a node crashed inside propose (an armed before-fsync crash) and completed "
         "the operation as unknown before the client had attached its callback, so setup "
         "waited forever (liveness). The callback is now attached before the proposal runs",
+    ),
+    (
+        4,
+        "workload (first runs on the real client core): a consumer whose fetch failed with "
+        "an error other than a lost queue or group stopped taking deliveries, one of them "
+        "buffered, so the queue never drained (liveness; seeds 7 and 18 too). Taking goes "
+        "on after any error now, which is what lets the core fetch again",
+    ),
+    (
+        26,
+        "nemesis: wall-clock steps accumulated until three of four clocks were hours "
+        "ahead; the log's clock rightly follows a majority, so keys and producers "
+        "expired at once and a producer's resends were stored twice (copies). The fault "
+        "model now steps a minority at a time and puts each clock right again",
     ),
 ]

@@ -83,3 +83,27 @@ def test_json_summary() -> None:
     for mode in MODES:
         assert {"lost", "duplicated"} <= set(summary["modes"][mode])
     assert summary["modes"]["effectively_once"]["duplicated"] == 0
+
+
+def test_what_users_do_and_suffer_really_happens() -> None:
+    """The workload is only as good as what it provokes: over a few seeds, every kind
+    of refusal, restart, recreation and clock fault occurs, and the JSON summary
+    counts it."""
+    result = CliRunner().invoke(
+        app, ["sim", "--workload", "queue", "--seeds", "12", "--start", "0", "--json"]
+    )
+    assert result.exit_code == 0, result.output
+    exercised = json.loads(result.stdout)["exercised"]
+    for name in (
+        "refused_too_large",
+        "refused_queue_full",
+        "refused_unknown_queue",
+        "turned_away_overload_or_not_leader",
+        "producer_restarts_new_id",
+        "outbox_rows_set_aside",
+        "queues_deleted_and_recreated",
+        "consumer_crashes",
+        "wall_clock_steps",
+        "node_crashes",
+    ):
+        assert exercised.get(name, {}).get("total", 0) > 0, (name, exercised)

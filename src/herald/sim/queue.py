@@ -532,6 +532,7 @@ class QueueWorkload:
                         self._record(process, "ok", "publish", value)
                 else:
                     round_.failed(row, op.error)
+                    self._count_refusal(op.error)
                     if checked:
                         status = "info" if _unknown(op.error) else "fail"
                         self._record(process, status, "publish", {})
