@@ -7,8 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from herald import Client, StaleLeaseError, SyncClient
-from herald.errors import UnknownQueueError
+from herald import Client, Receipt, StaleLeaseError, SyncClient
+from herald.errors import MessageTooLargeError, UnknownQueueError
 
 from .conftest import arun
 
@@ -135,3 +135,74 @@ def test_publishes_survive_the_leader_being_killed(
         arun(scenario(), timeout=60)
     finally:
         cluster.stop()
+
+
+def test_the_reported_pipelined_refusal_on_a_real_server(server: str) -> None:
+    """Regression, as reported: a refused publish in the middle of a pipeline. Every
+    receipt must name a message that is stored, and every stored message its own."""
+
+    async def scenario() -> None:
+        async with Client(server) as admin:
+            await admin.create_queue("e2e-refusal", max_message_bytes=100)
+        async with Client(server) as client:
+            results = await asyncio.gather(
+                client.publish("e2e-refusal", b"x" * 500),
+                client.publish("e2e-refusal", b"m2"),
+                client.publish("e2e-refusal", b"m3"),
+                return_exceptions=True,
+            )
+            m4 = await client.publish("e2e-refusal", b"m4")
+            assert isinstance(results[0], MessageTooLargeError)
+            receipts = [*results[1:], m4]
+            assert all(isinstance(r, Receipt) for r in receipts), receipts
+            peeked = await client.peek("e2e-refusal", limit=10)
+            stored = {m.sequence: m.body for m in peeked}
+            assert sorted(stored.values()) == [b"m2", b"m3", b"m4"]
+            for body, receipt in zip((b"m2", b"m3", b"m4"), receipts, strict=True):
+                assert isinstance(receipt, Receipt)
+                assert stored[receipt.sequence] == body
+
+    arun(scenario(), timeout=30)
+
+
+def test_a_20_mb_publish_is_refused_at_once_by_the_client(server: str) -> None:
+    """Regression: the client sent it, the server refused the frame and closed, and
+    the client reconnected and resent it ~440 times in 10 s, then said "unknown"."""
+
+    async def scenario() -> None:
+        async with Client(server) as client:
+            await client.create_queue("e2e-huge")
+            loop = asyncio.get_running_loop()
+            started = loop.time()
+            with pytest.raises(MessageTooLargeError, match="frame"):
+                await client.publish("e2e-huge", b"x" * (20 << 20))
+            assert client.core.connects == 1
+            assert loop.time() - started < 5  # refused, not retried until a timeout
+            receipt = await client.publish("e2e-huge", b"small")
+            assert receipt.sequence == 1
+
+    arun(scenario(), timeout=30)
+
+
+def test_looking_costs_no_attempt_on_a_real_server(server: str) -> None:
+    """Regression: `herald consume --no-ack` leased messages to look at them, and with
+    max_deliveries 1 a single look dead-lettered them."""
+
+    async def scenario() -> None:
+        async with Client(server) as client:
+            await client.create_queue("e2e-look", max_deliveries=1)
+            async with client.consume("e2e-look", "g", prefetch=1, wait=0):
+                pass  # the group exists (the queue is empty: nothing leased)
+            await client.publish("e2e-look", b"precious")
+            for _ in range(3):
+                (peeked,) = await client.peek("e2e-look", "g")
+                assert peeked.body == b"precious" and peeked.attempts == 0
+                assert peeked.state == "backlog"
+            stats = await client.stats("e2e-look")
+            assert stats.dead_letters == 0
+            async with client.consume("e2e-look", "g", prefetch=1) as consumer:
+                delivery = await consumer.get(timeout=10)
+                assert delivery is not None and delivery.attempt == 1
+                await delivery.ack()
+
+    arun(scenario(), timeout=30)
