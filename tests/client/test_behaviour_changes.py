@@ -17,7 +17,6 @@ import pytest
 
 from herald import Client, ConnectionClosedError
 from herald.client import PeekedMessage, Receipt
-from herald.client._producer import PublishCall, QueueProducer
 from herald.client.core import ClientCore
 from herald.errors import (
     HeraldError,
@@ -27,6 +26,7 @@ from herald.errors import (
     ProducerSequenceGapError,
 )
 from herald.wire import protocol as p
+from tests.sim.planted import RenumbersBehindARefusal
 
 from .conftest import arun
 from .fakeserver import FakeServer
@@ -92,32 +92,8 @@ def test_a_refusal_in_a_pipeline_fails_only_its_own_publish() -> None:
     _check_outcomes(results, stored)
 
 
-class _Renumbering(QueueProducer):
-    """The old refusal handling, planted back: renumber the publishes behind it."""
-
-    def refused(self, call: PublishCall, error: HeraldError) -> None:
-        self.inflight.pop(call.id, None)
-        later = sorted(
-            (
-                c
-                for c in self.inflight.values()
-                if c.generation == call.generation and c.seq > call.seq
-            ),
-            key=lambda c: c.seq,
-        )
-        for c in later:
-            del self.inflight[c.id]
-            self.core.forget(c)
-        if call.generation == self.generation:
-            self.next_seq = call.seq
-        call.fail(error)
-        for c in later:
-            if not c.done:
-                self.send(c)
-
-
 def test_the_scenario_catches_the_planted_renumbering(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(ClientCore, "producer_class", _Renumbering)
+    monkeypatch.setattr(ClientCore, "producer_class", RenumbersBehindARefusal)
     results, stored = arun(_the_reported_scenario())
     with pytest.raises(AssertionError):
         _check_outcomes(results, stored)

@@ -14,12 +14,10 @@ import pytest
 
 from herald.client import Receipt, UnreachableError
 from herald.client._ops import Close, Dial, Send
-from herald.client._producer import PublishCall, QueueProducer
 from herald.client.core import BACKOFF_CAP, MAX_REDIRECTS, ClientCore
 from herald.errors import (
     ConnectionClosedError,
     FrameTooLargeError,
-    HeraldError,
     MalformedFrameError,
     MessageTooLargeError,
     OutcomeUnknownError,
@@ -32,6 +30,7 @@ from herald.errors import (
 )
 from herald.wire import protocol as p
 from herald.wire.frames import DEFAULT_MAX_FRAME, encode_frame
+from tests.sim.planted import RenumbersBehindARefusal
 
 from .corewire import MS, SECOND, Wire, receipt, refusal
 
@@ -417,34 +416,10 @@ def test_a_backlogged_publish_past_its_deadline_was_never_published() -> None:
     assert "not published" in str(waiting.error)
 
 
-class _OldRenumbering(QueueProducer):
-    """The bug this client had: renumber the publishes behind a refusal."""
-
-    def refused(self, call: PublishCall, error: HeraldError) -> None:
-        self.inflight.pop(call.id, None)
-        later = sorted(
-            (
-                c
-                for c in self.inflight.values()
-                if c.generation == call.generation and c.seq > call.seq
-            ),
-            key=lambda c: c.seq,
-        )
-        for c in later:
-            del self.inflight[c.id]
-            self.core.forget(c)
-        if call.generation == self.generation:
-            self.next_seq = call.seq
-        call.fail(error)
-        for c in later:
-            if not c.done:
-                self.send(c)
-
-
 def test_the_scenario_catches_the_old_renumbering(monkeypatch: pytest.MonkeyPatch) -> None:
     """The planted bug: with the refusal handling of old (renumber the publishes
     behind a refusal) put back in ``QueueProducer.refused``, the scenario fails."""
-    monkeypatch.setattr(ClientCore, "producer_class", _OldRenumbering)
+    monkeypatch.setattr(ClientCore, "producer_class", RenumbersBehindARefusal)
     with pytest.raises(AssertionError):
         _pipelined_refusal(Wire())
 

@@ -52,7 +52,7 @@ from __future__ import annotations
 import random
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Final, TypeAlias
 
 from herald.broker import (
@@ -188,30 +188,10 @@ class _StampingTransport:
         if any(message.type is response for message in messages):
             wall = self._core.now.wall
             messages = [
-                _with_wall(message, wall) if message.type is response else message
+                replace(message, wall=wall) if message.type is response else message
                 for message in messages
             ]
         self._inner.send(messages)
-
-
-def _with_wall(message: Message, wall: int) -> Message:
-    return Message(
-        message.type,
-        message.src,
-        message.dst,
-        message.term,
-        message.group,
-        message.log_term,
-        message.index,
-        message.entries,
-        message.commit,
-        message.reject,
-        message.reject_hint,
-        message.snapshot,
-        message.context,
-        message.transfer,
-        wall,
-    )
 
 
 class ServerCore:

@@ -121,6 +121,10 @@ def _unknown(error: HeraldError) -> bool:
     return type(error).__name__ in UNKNOWN
 
 
+def _brief(value: dict[str, Json]) -> str:
+    return " ".join(f"{key}={item}" for key, item in value.items() if key != "messages")
+
+
 def _memory_database() -> Database:
     """A private SQLite database in memory (the consumers' and the relay's own)."""
     return connect_sqlite(":memory:")
@@ -272,9 +276,13 @@ class QueueWorkload:
 
     def _record(self, process: str, status: str, f: str, value: dict[str, Json]) -> None:
         self.history.record(process, status, f, value, self._now())
+        if self.world.trace is not None:
+            self.world.log(f"{process} {status} {f} {_brief(value)}")
 
     def _invoke(self, process: str, f: str, value: dict[str, Json]) -> None:
         self.history.invoke(process, f, value, self._now())
+        if self.world.trace is not None:
+            self.world.log(f"{process} invoke {f} {_brief(value)}")
 
     def ordered_history(self) -> list[HistoryOp]:
         """The history in time order (a delivery is recorded when its consumer takes
@@ -541,6 +549,23 @@ class QueueWorkload:
                     self._relay_settle(round_, incarnation)
 
             relay.client.watch(op, done)
+        if not self.draining and self.rng.random() < self.params.producer_crash * 3:
+            # The relay dies with the round's publishes in flight, nothing recorded:
+            # its next incarnation publishes the rows again, with the same keys.
+            self._later(self.rng.randint(1, 20 * MS), self._relay_crash, incarnation)
+
+    def _relay_crash(self, incarnation: int) -> None:
+        relay = self.relay
+        assert relay is not None
+        if relay.incarnation != incarnation or not self._relaying:
+            return
+        self.counts.relay_restarts += 1
+        self.world.log(f"outbox relay {relay.name} crashes mid-round")
+        relay.client.crash()
+        relay.incarnation += 1
+        relay.client = self._client(relay.name)
+        self._relaying = False
+        self._later(self.rng.randint(20 * MS, 300 * MS), self._relay_round)
 
     def _relay_settle(self, round_: RelayRound, incarnation: int) -> None:
         relay, outbox = self.relay, self._outbox
@@ -672,6 +697,8 @@ class QueueWorkload:
             "token": delivery.token,
         }
         self.history.ok(process, "deliver", {"messages": [item]}, delivery.arrived_at)
+        if self.world.trace is not None:
+            self.world.log(f"{process} took {_brief(item)} (leased at {delivery.fetched_at})")
         if self._faults_on() and self.rng.random() < self.params.consumer_crash:
             self._crash_consumer(consumer, "right after a delivery")
             return
