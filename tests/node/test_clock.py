@@ -91,3 +91,40 @@ def test_readings_of_unknown_nodes_and_zero_are_ignored() -> None:
     clock.observe(7, T0 + HOUR, now)
     clock.observe(2, 0, now)
     assert clock.readings(now) == [T0 + SECOND]
+
+
+def test_a_clock_put_right_is_caught_up_with_slowly() -> None:
+    """Regression (queue seed 373): while a node was down, the only other reading was
+    a clock four hours slow, so time held back; when the clock was put right, time
+    jumped four hours at once, and everything stamped meanwhile aged by four hours
+    (idle producers forgotten: a retry was stored twice)."""
+    clock = LogClock(1, (1, 2, 3), FRESH)
+    now = at(0)
+    clock.observe(2, T0 - 4 * HOUR, now)  # node 3 down: two readings, the slower counts
+    start = clock.stamp(now, floor=0)
+    assert start == T0 - 4 * HOUR
+    for mono in range(SECOND, 11 * SECOND, SECOND):
+        now = at(mono)
+        clock.observe(2, T0 + mono, now)  # put right
+        stamp = clock.stamp(now, floor=0)
+        # Never faster than 1.1 times real time: nothing ages more than 10% early.
+        assert stamp - start <= mono * 11 // 10
+    assert stamp < T0  # still catching up
+
+
+def test_a_single_nodes_step_forward_is_reached_at_a_tenth_of_real_time() -> None:
+    clock = LogClock(1, (1,), FRESH)
+    first = clock.stamp(at(0), floor=0)
+    stepped = clock.stamp(at(SECOND, skew=HOUR), floor=0)
+    assert stepped - first == SECOND * 11 // 10
+
+
+def test_a_new_log_starts_at_the_agreed_time_and_a_new_leader_at_the_brokers() -> None:
+    clock = LogClock(1, (1, 2, 3), FRESH)
+    now = at(0)
+    clock.observe(2, T0, now)
+    assert clock.stamp(now, floor=0) == T0
+    other = LogClock(2, (1, 2, 3), FRESH)  # took over; the broker's clock is ahead of it
+    now = at(SECOND, skew=-HOUR)
+    other.observe(1, T0 + SECOND - HOUR, now)
+    assert other.stamp(now, floor=T0 + 5) == T0 + 5

@@ -99,4 +99,18 @@ QUEUE_CORPUS: list[tuple[int, str]] = [
         "expired at once and a producer's resends were stored twice (copies). The fault "
         "model now steps a minority at a time and puts each clock right again",
     ),
+    (
+        373,
+        "clock: with a node down, the leader's only other reading was a clock four hours "
+        "slow, so the log's time started four hours behind; when that clock was put "
+        "right, time jumped four hours at once and aged every producer stamped "
+        "meanwhile: a resend was stored twice. The log's time now catches up at no more "
+        "than 1.1 times real time (herald.node.clock); see "
+        "tests/node/test_clock.py::test_a_clock_put_right_is_caught_up_with_slowly",
+    ),
+    (
+        1474,
+        "clock: the same jump after a clock was put right, seen as a queue that never "
+        "drained (liveness)",
+    ),
 ]

@@ -11,7 +11,8 @@ NTP step, a VM resumed after a long pause, an operator's typo) would age every
 deadline at once, for good: idempotency keys would be forgotten hours early
 and a retry after the jump would be stored a second time.
 
-So a leader stamps with the time a *majority* of the voters' clocks vouch for:
+So a leader stamps with the time a *majority* of the voters' clocks vouch for,
+reached no faster than real time allows:
 
 - every follower puts its wall clock on its heartbeat responses
   (``Message.wall``; the Raft core neither sets nor reads it);
@@ -19,26 +20,41 @@ So a leader stamps with the time a *majority* of the voters' clocks vouch for:
   leader's own *monotonic* clock at the moment the response arrived; the
   monotonic clock does not step, so a step of the leader's own wall clock is
   one more reading, not a change of every reading;
-- a stamp is the reading that at most ``max(1, (n - 1) // 2)`` fresh readings
-  exceed, among the fresh ones (its own included), and never earlier than the
-  previous stamp or the broker's clock; with fewer fresh readings than a
-  majority, time holds still.
+- the *agreed* time is the reading that at most ``max(1, (n - 1) // 2)``
+  fresh readings exceed, among the fresh ones (its own included); with fewer
+  fresh readings than a majority there is none, and time holds still;
+- a stamp moves towards the agreed time, but never by more than 1.1 times the
+  leader's monotonic time since its previous stamp, and never back: never
+  below the previous stamp or the broker's clock. (A log that never had a
+  time starts at the agreed time.)
+
+The rate bound matters as much as the majority. A clock that was *behind* and
+is put right is a forward jump too: time held back by a slow clock (say, the
+only other reading while a third node is down) and then following the
+corrected clocks at once would age everything stamped meanwhile by the size of
+the error, exactly like a clock stepped forward. With the bound, time catches
+up at a tenth of real time's rate instead.
 
 What holds under clock faults
 -----------------------------
 
-- A minority of clocks that run fast or step forward (any amount) cannot move
-  the log's time ahead of every correct clock: time runs at most as fast as
-  the correct majority's. With three or more voters, one bad clock, the
-  leader's included, changes nothing beyond the normal offsets of the others.
-- Clocks that run slow or step back hold time back (it never goes backwards):
-  expiries come late, which costs latency, never a duplicate or a lost message.
+- Measured in the log's time, nothing expires more than 10% early in real
+  time, whatever any clock does, as long as the leader's monotonic clock runs
+  true; a monotonic clock that runs fast is also capped by the agreed time.
+- A minority of wall clocks running fast or stepping forward (any amount),
+  the leader's included, cannot move time ahead of every correct clock. With
+  three or more voters, one bad clock changes nothing.
+- Clocks that run slow or step back hold time back: expiries come late, which
+  costs latency, never a duplicate or a lost message; time catches up at 10%
+  once they are right.
 - A new leader continues from the broker's clock (the last applied time), so
   a failover never moves time backwards either.
-- What is not covered: a majority of bad clocks (they *are* the time), and a
-  single-node cluster, whose only clock is the time. Two faults at once in a
-  three-node cluster (one node down, one clock slow) hold time still until one
-  of them is repaired.
+- After the whole cluster was down, time continues from where it stopped and
+  catches up with the calendar at 10% of real time's rate (publish times then
+  lag the calendar for a while; deadlines keep their length).
+- What is not covered: a majority of wrong wall clocks (they *are* the time,
+  though reached at no more than the rate bound), and a single node whose
+  monotonic clock runs fast.
 
 Network delay makes followers' readings look a little late (by the one-way
 latency), which only errs towards slower time.
@@ -68,7 +84,19 @@ class Instant:
 class LogClock:
     """Turns the voters' wall-clock readings into the leader's log timestamps."""
 
-    __slots__ = ("_freshness", "_last", "_node", "_offsets", "_tolerated", "_voters")
+    __slots__ = (
+        "_freshness",
+        "_last",
+        "_mono",
+        "_node",
+        "_offsets",
+        "_tolerated",
+        "_voters",
+    )
+
+    #: How much faster than the leader's monotonic clock the log's time may run
+    #: while it catches up with the agreed time: 11/10.
+    CATCH_UP = (11, 10)
 
     def __init__(self, node: int, voters: Sequence[int], freshness: int) -> None:
         self._node = node
@@ -81,6 +109,7 @@ class LogClock:
         #: node -> (its wall clock minus our monotonic clock, our monotonic time then)
         self._offsets: dict[int, tuple[int, int]] = {}
         self._last = 0
+        self._mono: int | None = None
 
     def observe(self, node: int, wall: int, now: Instant) -> None:
         """``node`` reported its wall clock ``wall`` in a message that arrived ``now``."""
@@ -96,14 +125,28 @@ class LogClock:
                 readings.append(now.mono + offset)
         return readings
 
+    def agreed(self, now: Instant) -> int | None:
+        """The time a majority of fresh readings vouch for (None: no fresh majority)."""
+        readings = self.readings(now)
+        if len(readings) < len(self._voters) // 2 + 1:
+            return None
+        readings.sort()
+        return readings[max(0, len(readings) - 1 - self._tolerated)]
+
     def stamp(self, now: Instant, floor: int) -> int:
         """The timestamp of a command proposed ``now``; never below ``floor`` (the
         broker's clock) nor below an earlier stamp."""
-        time = self._last if self._last > floor else floor
-        readings = self.readings(now)
-        if len(readings) >= len(self._voters) // 2 + 1:
-            readings.sort()
-            agreed = readings[max(0, len(readings) - 1 - self._tolerated)]
-            time = max(time, agreed)
+        elapsed = 0 if self._mono is None else max(0, now.mono - self._mono)
+        self._mono = now.mono
+        base = self._last if self._last > floor else floor
+        agreed = self.agreed(now)
+        if agreed is None:
+            time = base
+        elif base == 0:
+            time = agreed  # a log that never had a time starts at the voters' time
+        else:
+            faster, slower = self.CATCH_UP
+            reachable = base + elapsed * faster // slower
+            time = max(base, min(agreed, reachable))
         self._last = time
         return time
