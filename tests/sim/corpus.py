@@ -113,4 +113,26 @@ QUEUE_CORPUS: list[tuple[int, str]] = [
         "clock: the same jump after a clock was put right, seen as a queue that never "
         "drained (liveness)",
     ),
+    (
+        2093,
+        "storage: a write that rolled over to a new WAL segment started it with the "
+        "commit index of the very records it was about to append there; a repair that "
+        "cut the new segment right after its start found that commit index with only "
+        "the old, uncommitted entries left, and the node applied an entry committed "
+        "differently elsewhere (state machine safety). A segment now starts with the "
+        "stream's commit index so far; see tests/storage/test_corruption.py::"
+        "test_a_new_segment_never_starts_with_a_commit_index_its_entries_bring",
+    ),
+    (
+        3718,
+        "checker: the new recovery check missed that a leader's snapshot of a later term "
+        "ends a node's recovery as durably as an entry does",
+    ),
+    (
+        3751,
+        "workload: a consumer restart scheduled by an earlier incarnation fired after a "
+        "crash had started a new one, so two consumers ran in one process; the one "
+        "nobody took from held its leases and auto-extended them for ever (liveness). "
+        "Scheduled joins and restarts now name the incarnation they are for",
+    ),
 ]

@@ -540,3 +540,32 @@ def test_a_refused_start_changes_nothing_on_disk() -> None:
     with pytest.raises(CorruptHardStateError):
         open_store(fs).load()
     assert {name: fs.media(join(DATA_DIR, name)) for name in fs.list_dir(DATA_DIR)} == before
+
+
+def test_a_new_segment_never_starts_with_a_commit_index_its_entries_bring() -> None:
+    """Regression (queue seed 2093): a write that rolled over to a new segment started
+    it with the commit index of the very records it was about to append there. A
+    repair that cut the new segment right after its start found that commit index
+    with only the old, uncommitted entries left, and the node applied an entry that
+    another node had committed differently."""
+    fs = new_fs()
+    store = open_store(fs)
+    store.load()
+    store.write(HardState(1, 1, 0), entries(1, 5, 1), None)
+    store.write(HardState(1, 1, 3), [], None)  # 4 and 5 are not committed
+    store.sync()
+    # A new leader overwrites 4.. and commits it all, in one write that fills the segment.
+    overwrite = [Entry(2, index, b"x" * 200) for index in range(4, 40)]
+    store.write(HardState(2, 0, 39), overwrite, None)
+    store.sync()
+    store.close()
+    first, second, *_ = segments(fs)
+    offsets = record_offsets(fs, second)
+    preamble = fs.media(second)[offsets[0] :]
+    assert fmt.decode_commit(preamble, 8) <= 3  # the stream's commit before these records
+    # Damage the record right after the preamble: the overwrite is cut away.
+    fs.corrupt(second, offsets[1] + 30)
+    store = open_store(fs, repair=True)
+    state = store.load()
+    assert [(e.index, e.term) for e in state.entries] == [(i, 1) for i in range(1, 6)]
+    assert state.hard_state.commit == 3

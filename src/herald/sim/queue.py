@@ -376,7 +376,7 @@ class QueueWorkload:
         for producer in self._all_producers():
             self._later(self.rng.randint(1, params.publish_interval), self._fill, producer)
         for consumer in self.consumers:
-            self._later(self.rng.randint(1, 20 * MS), self._join, consumer)
+            self._later(self.rng.randint(1, 20 * MS), self._join, consumer, consumer.incarnation)
         if params.recreate_every:
             self._later(params.recreate_every, self._recreate)
 
@@ -623,8 +623,11 @@ class QueueWorkload:
 
     # -- consumers -------------------------------------------------------------------------
 
-    def _join(self, consumer: _Consumer) -> None:
-        if self.drained:
+    def _join(self, consumer: _Consumer, incarnation: int) -> None:
+        # One consumer per process: a join meant for an earlier incarnation, or a
+        # second one for this incarnation, would leave a consumer nobody takes
+        # from, holding (and extending) its leases for ever.
+        if self.drained or consumer.incarnation != incarnation or consumer.consumer is not None:
             return
         params = self.params
         mode = GROUPS[consumer.group][1] if consumer.queue == QUEUE else "at_least_once"
@@ -647,20 +650,22 @@ class QueueWorkload:
             if consumer.incarnation != incarnation:
                 return
             if op.error is not None:
-                self._later(50 * MS, self._restart_consumer, consumer)
+                self._later(50 * MS, self._restart_consumer, consumer, incarnation)
                 return
             self._next(consumer, incarnation)
 
         consumer.client.watch(core.start(self._now()), joined)
 
-    def _restart_consumer(self, consumer: _Consumer) -> None:
+    def _restart_consumer(self, consumer: _Consumer, incarnation: int) -> None:
         """Join again with a fresh client (its queue or group went away, or it failed)."""
+        if consumer.incarnation != incarnation:
+            return  # it died (or restarted) meanwhile
         consumer.client.crash()
         consumer.incarnation += 1
         consumer.client = self._client(consumer.name)
         consumer.consumer = None
         consumer.busy = False
-        self._join(consumer)
+        self._join(consumer, consumer.incarnation)
 
     def _next(self, consumer: _Consumer, incarnation: int) -> None:
         """Take the next delivery in hand, if one is waiting and the hands are free."""
@@ -671,7 +676,7 @@ class QueueWorkload:
         if error is not None:
             if isinstance(error, (UnknownQueueError, UnknownGroupError, UnknownConsumerError)):
                 # Its queue was deleted (and made again): join the new one.
-                self._later(50 * MS, self._restart_consumer, consumer)
+                self._later(50 * MS, self._restart_consumer, consumer, incarnation)
                 return
             # Anything else (an unknown outcome of a fetch): go on; taking fetches again.
             self.world.log(f"consumer {consumer.name}: {type(error).__name__}: {error}")
@@ -795,7 +800,7 @@ class QueueWorkload:
         consumer.client = self._client(consumer.name)
         consumer.consumer = None
         consumer.busy = False
-        self._later(self.rng.randint(20 * MS, 300 * MS), self._join, consumer)
+        self._later(self.rng.randint(20 * MS, 300 * MS), self._join, consumer, consumer.incarnation)
 
     # -- the drain -------------------------------------------------------------------------
 

@@ -389,9 +389,10 @@ class World:
                 f"{node.recovering_term}) although no entry of a later term was ever "
                 f"durable in its log",
             )
-        if host.recovering_term != node.recovering_term or not host.recovering_term:
-            node.caught_up = False
         node.recovering_term = 0 if host.marker_ignored else host.recovering_term
+        storage = host.storage
+        # What it loaded may already end recovery (a snapshot of a later term).
+        node.caught_up = storage.term(storage.last_index()) > node.recovering_term
 
     def on_persisted(self, node: SimNode, entries: Sequence[Entry]) -> None:
         if node.recovering_term and any(e.term > node.recovering_term for e in entries):
@@ -642,6 +643,8 @@ class World:
             self._serve_reads(node)
 
     def on_snapshot_installed(self, node: SimNode, snapshot: Snapshot) -> None:
+        if node.recovering_term and snapshot.term > node.recovering_term:
+            node.caught_up = True  # the leader's snapshot holds every committed entry
         machine = node.machine
         assert machine is not None
         self.log(f"n{node.id} installs snapshot at {snapshot.index}")

@@ -117,6 +117,10 @@ class WalLogStore:
         self._buffer: list[bytes] = []
         self._buffered = 0
         self._buffer_max_index = 0
+        #: The commit index of the last commit record handed to the writer, and of
+        #: the last one in the buffer (None: the buffer holds none).
+        self._stream_commit = 0
+        self._buffer_commit: int | None = None
         self._pending_hard_state: HardState | None = None
         self._staged_snapshot: StagedFile | None = None
         self._staged_index = 0
@@ -186,7 +190,7 @@ class WalLogStore:
             writer = SegmentWriter.create(
                 self.fs, self.directory, recovered.next_seq, self.segment_size, preamble
             )
-        writer.commit = commit
+        writer.commit = self._stream_commit = commit
         self._writer = writer
         snapshot = recovered.snapshot
         if recovered.reset_to_snapshot and snapshot is not None:
@@ -275,6 +279,7 @@ class WalLogStore:
                 # Always in the stream, after the entries it covers: recovery
                 # trusts only the stream's commit index (see recovery.py).
                 self._add(fmt.encode_commit(hard_state.commit), 0)
+                self._buffer_commit = hard_state.commit
         if self._buffered >= self.flush_bytes:
             self._guarded(self._flush)
 
@@ -387,8 +392,16 @@ class WalLogStore:
             data = b"".join(self._buffer)
             self._buffer.clear()
             self._buffered = 0
-            writer.commit = self._hard_state.commit
+            # A new segment starts with the commit index of the stream so far, never
+            # one from the records about to follow it: a commit record must come
+            # after the entries it covers (recovery trusts the stream's commit index,
+            # and a repair that cut the stream right after a new segment's start
+            # must not find a commit index covering entries the cut took away).
+            writer.commit = self._stream_commit
             writer.append(data, self._buffer_max_index)
+            if self._buffer_commit is not None:
+                self._stream_commit = self._buffer_commit
+                self._buffer_commit = None
             self._buffer_max_index = 0
 
     def _append_and_sync(self, record: bytes, max_index: int) -> None:
