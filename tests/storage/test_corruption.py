@@ -559,7 +559,7 @@ def test_a_new_segment_never_starts_with_a_commit_index_its_entries_bring() -> N
     store.write(HardState(2, 0, 39), overwrite, None)
     store.sync()
     store.close()
-    first, second, *_ = segments(fs)
+    _, second, *_ = segments(fs)
     offsets = record_offsets(fs, second)
     preamble = fs.media(second)[offsets[0] :]
     assert fmt.decode_commit(preamble, 8) <= 3  # the stream's commit before these records
