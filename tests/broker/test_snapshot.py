@@ -34,8 +34,9 @@ from herald.errors import (
     ProducerSequenceGapError,
     QueueFullError,
 )
-from herald.node.host import DurableState, NodeHost
-from herald.raft import Config, Entry, HardState, Message, Snapshot
+from herald.node.host import NodeHost
+from herald.raft import Config, Entry, Message
+from herald.sim.storage import SimLogStore
 
 from .helpers import Driver
 
@@ -211,46 +212,12 @@ def test_stale_timers_are_swept() -> None:
 # -- under the node host ----------------------------------------------------------------------
 
 
-class MemoryLogStore:
-    """The LogStore port, in memory, fsync included (everything written is durable)."""
-
-    def __init__(self) -> None:
-        self.hard_state = HardState()
-        self.entries: list[Entry] = []
-        self.snapshot: Snapshot | None = None
-
-    def load(self) -> DurableState:
-        return DurableState(self.hard_state, self.snapshot, tuple(self.entries))
-
-    def write(
-        self, hard_state: HardState | None, entries: Sequence[Entry], snapshot: Snapshot | None
-    ) -> None:
-        if snapshot is not None:
-            self.snapshot = snapshot
-            self.entries = [e for e in self.entries if e.index > snapshot.index]
-        if hard_state is not None:
-            self.hard_state = hard_state
-        if entries:
-            first = entries[0].index
-            self.entries = [e for e in self.entries if e.index < first] + list(entries)
-
-    def sync(self) -> None:
-        pass
-
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        self.snapshot = snapshot
-        self.entries = [e for e in self.entries if e.index > snapshot.index]
-
-    def mark_recovered(self) -> None:
-        pass  # never recovering: load() reports no recovering_term
-
-
 class NoTransport:
     def send(self, messages: Sequence[Message]) -> None:
         pass
 
 
-def host(store: MemoryLogStore, broker: Broker) -> NodeHost:
+def host(store: SimLogStore, broker: Broker) -> NodeHost:
     return NodeHost(
         Config(id=1, voters=(1,)),
         store,
@@ -263,7 +230,7 @@ def host(store: MemoryLogStore, broker: Broker) -> NodeHost:
 
 
 def test_a_node_host_compacts_with_broker_snapshots_and_restarts_from_them() -> None:
-    store = MemoryLogStore()
+    store = SimLogStore()
     node = host(store, Broker())
     node.node.campaign()
     node.process_all()
@@ -275,7 +242,7 @@ def test_a_node_host_compacts_with_broker_snapshots_and_restarts_from_them() -> 
     for command in commands:
         node.propose(encode(command))
         node.process_all()
-    assert store.snapshot is not None and store.snapshot.index > 20  # compacted
+    assert node.storage.snapshot().index > 20  # compacted
     broker = node.state_machine
     assert isinstance(broker, Broker)
     before = broker.snapshot()
@@ -288,4 +255,5 @@ def test_a_node_host_compacts_with_broker_snapshots_and_restarts_from_them() -> 
     restarted.propose(encode(Publish("q", b"again", message_id="k7", time=100)))
     restarted.process_all()
     assert restarted_broker.stats("q").counters.duplicates_by_key == 1
-    assert isinstance(decode(store.entries[-1].data), Publish)
+    last = restarted.storage.last_index()
+    assert isinstance(decode(store.entries(last, last + 1, 1 << 20)[0].data), Publish)

@@ -135,4 +135,12 @@ QUEUE_CORPUS: list[tuple[int, str]] = [
         "nobody took from held its leases and auto-extended them for ever (liveness). "
         "Scheduled joins and restarts now name the incarnation they are for",
     ),
+    (
+        50,
+        "world: once the log was read back from its segments, a running node found the "
+        "nemesis's bit rot at rest and raised CorruptLogError, which the world took for "
+        "a crash of the simulator itself; a node that finds damage while running now "
+        "dies and recovers (where recovery refuses and the operator repairs), as the "
+        "real runtime does",
+    ),
 ]

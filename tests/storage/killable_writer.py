@@ -12,6 +12,7 @@ import sys
 
 from herald.raft import Entry, HardState
 from herald.storage import OsFileSystem, WalLogStore
+from tests.storage.scripts import load
 
 ENTRY_SIZE = 256
 
@@ -23,7 +24,7 @@ def payload(index: int) -> bytes:
 def main(directory: str, seed: int) -> None:
     rng = random.Random(seed)
     store = WalLogStore(OsFileSystem(), directory, segment_size=1 << 20)
-    state = store.load()
+    state = load(store)
     last = state.entries[-1].index if state.entries else 0
     store.write(HardState(1, 1, 0), [], None)
     out = sys.stdout

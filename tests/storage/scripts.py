@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Any
 
+from herald.node.host import DurableState
 from herald.raft import ConfState, Entry, EntryKind, HardState, Snapshot, SnapshotMeta
 from herald.storage import WalLogStore
 
@@ -30,6 +32,30 @@ def entries(first: int, last: int, term: int, size: int = 100) -> list[Entry]:
         )
         for index in range(first, last + 1)
     ]
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """What ``load`` returned, and the entries it made readable, read back through
+    the store (so every test of what survives also tests reading it back)."""
+
+    hard_state: HardState
+    snapshot: Snapshot | None
+    last_index: int
+    repaired: bool
+    discarded_from_index: int | None
+    recovering_term: int
+    entries: tuple[Entry, ...]
+
+
+def load(store: Any) -> Loaded:
+    """``store.load()``, plus every durable entry after the snapshot."""
+    state: DurableState = store.load()
+    base = state.snapshot.index if state.snapshot is not None else 0
+    read = store.entries(base + 1, state.last_index + 1, 1 << 62) if state.last_index > base else []
+    assert [entry.index for entry in read] == list(range(base + 1, state.last_index + 1))
+    values = {field.name: getattr(state, field.name) for field in fields(DurableState)}
+    return Loaded(**values, entries=tuple(read))
 
 
 def snapshot(index: int, term: int) -> Snapshot:

@@ -27,7 +27,7 @@ from herald.storage.files import HARD_STATE_FILE, segment_name, snapshot_name
 from herald.storage.fs import join
 from herald.storage.wal import scan_records
 
-from .scripts import DATA_DIR, entries, snapshot
+from .scripts import DATA_DIR, entries, load, snapshot
 
 BATCH = 10
 
@@ -43,7 +43,7 @@ def open_store(fs: SimFileSystem, **options: object) -> WalLogStore:
 def populate(fs: SimFileSystem, last: int = 120) -> list[Entry]:
     """Write entries 1..last, one synced record per BATCH entries, over several segments."""
     store = open_store(fs)
-    store.load()
+    load(store)
     written: list[Entry] = []
     for first in range(1, last + 1, BATCH):
         batch = entries(first, min(first + BATCH - 1, last), 1)
@@ -92,7 +92,7 @@ def test_flipped_byte_in_the_last_record_is_a_torn_tail() -> None:
     offset = record_offsets(fs, last_segment)[-1]
     fs.corrupt(last_segment, offset + 40)
     store = open_store(fs)
-    state = store.load()
+    state = load(store)
     assert state.entries == tuple(written[:-BATCH])
     assert not state.repaired
     assert store.report is not None and store.report.tail is not None
@@ -103,7 +103,7 @@ def test_flipped_byte_in_the_last_record_is_a_torn_tail() -> None:
     store.write(None, written[-BATCH:], None)
     store.sync()
     store.close()
-    assert open_store(fs).load().entries == tuple(written)
+    assert load(open_store(fs)).entries == tuple(written)
 
 
 def test_write_cut_short_is_a_torn_tail() -> None:
@@ -113,7 +113,7 @@ def test_write_cut_short_is_a_torn_tail() -> None:
     offset = record_offsets(fs, last_segment)[-1]
     fs.truncate(last_segment, offset + 50)
     store = open_store(fs)
-    assert store.load().entries == tuple(written[:-BATCH])
+    assert load(store).entries == tuple(written[:-BATCH])
     assert store.report is not None and store.report.tail is not None
     assert store.report.tail.kind == "incomplete"
 
@@ -124,7 +124,7 @@ def test_cut_inside_a_record_header_is_a_torn_tail() -> None:
     last_segment = segments(fs)[-1]
     offset = record_offsets(fs, last_segment)[-1]
     fs.truncate(last_segment, offset + 5)
-    assert open_store(fs).load().entries == tuple(written[:-BATCH])
+    assert load(open_store(fs)).entries == tuple(written[:-BATCH])
 
 
 def test_zero_filled_tail_is_a_torn_tail() -> None:
@@ -134,7 +134,7 @@ def test_zero_filled_tail_is_a_torn_tail() -> None:
     size = len(fs.media(last_segment))
     fs.overwrite(last_segment, size, bytes(3000))
     store = open_store(fs)
-    assert store.load().entries == tuple(written)
+    assert load(store).entries == tuple(written)
     assert store.report is not None and store.report.tail is not None
     assert store.report.tail.kind == "zeros"
 
@@ -146,7 +146,7 @@ def test_segment_whose_creation_was_cut_short_is_removed() -> None:
     handle = fs.create(path)
     handle.append(fmt.encode_segment_header(99)[:13])
     store = open_store(fs)
-    assert store.load().entries == tuple(written)
+    assert load(store).entries == tuple(written)
     assert store.report is not None and store.report.tail is not None
     assert store.report.tail.kind == "header"
     assert not fs.exists(path)
@@ -163,14 +163,14 @@ def test_flipped_byte_mid_log_is_refused_with_file_and_offset() -> None:
     fs.corrupt(last_segment, offset + 100)
     before = {path: fs.media(path) for path in segments(fs)}
     with pytest.raises(CorruptLogError) as caught:
-        open_store(fs).load()
+        load(open_store(fs))
     assert caught.value.path == last_segment
     assert caught.value.offset == offset
     assert last_segment in str(caught.value) and str(offset) in str(caught.value)
     # Refusing changed nothing on disk, and released the directory.
     assert {path: fs.media(path) for path in segments(fs)} == before
     with pytest.raises(CorruptLogError):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_mid_log_corruption_is_repaired_only_when_asked() -> None:
@@ -181,7 +181,7 @@ def test_mid_log_corruption_is_repaired_only_when_asked() -> None:
     lost_from = first_index_at(fs, last_segment, offset)
     fs.corrupt(last_segment, offset + 100)
     store = open_store(fs, repair=True)
-    state = store.load()
+    state = load(store)
     assert state.repaired
     assert state.discarded_from_index == lost_from
     assert state.entries == tuple(written[: lost_from - 1])
@@ -193,7 +193,7 @@ def test_mid_log_corruption_is_repaired_only_when_asked() -> None:
     store.write(HardState(2, 0, 0), [], None)
     store.sync()
     store.close()
-    again = open_store(fs).load()
+    again = load(open_store(fs))
     assert not again.repaired
     assert again.entries[-1].index == lost_from + 2
 
@@ -205,7 +205,7 @@ def test_damage_in_a_sealed_segment_is_corruption_even_at_its_end() -> None:
     offset = record_offsets(fs, sealed)[-1]
     fs.corrupt(sealed, offset + 30)
     with pytest.raises(CorruptLogError, match="sealed segment") as caught:
-        open_store(fs).load()
+        load(open_store(fs))
     assert (caught.value.path, caught.value.offset) == (sealed, offset)
 
 
@@ -217,7 +217,7 @@ def test_repairing_a_sealed_segment_drops_every_later_segment() -> None:
     lost_from = first_index_at(fs, first, offset)
     fs.corrupt(first, offset + 30)
     store = open_store(fs, repair=True)
-    state = store.load()
+    state = load(store)
     assert state.discarded_from_index == lost_from
     assert state.entries == tuple(written[: lost_from - 1])
     assert store.report is not None and store.report.discarded is not None
@@ -232,7 +232,7 @@ def test_lost_write_followed_by_valid_records_is_corruption() -> None:
     offsets = record_offsets(fs, last_segment)
     fs.overwrite(last_segment, offsets[0], bytes(offsets[1] - offsets[0]))
     with pytest.raises(CorruptLogError, match="followed by valid records") as caught:
-        open_store(fs).load()
+        load(open_store(fs))
     assert caught.value.offset == offsets[0]
 
 
@@ -244,7 +244,7 @@ def test_damaged_length_field_is_not_mistaken_for_a_torn_tail() -> None:
     offset = record_offsets(fs, last_segment)[0]
     fs.overwrite(last_segment, offset + 4, struct.pack("<I", 1 << 30))
     with pytest.raises(CorruptLogError) as caught:
-        open_store(fs).load()
+        load(open_store(fs))
     assert caught.value.offset == offset
 
 
@@ -255,7 +255,7 @@ def test_impossible_record_length_is_caught() -> None:
     offset = record_offsets(fs, last_segment)[0]
     fs.overwrite(last_segment, offset + 4, struct.pack("<I", 3))
     with pytest.raises(CorruptLogError, match="bad record length"):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_missing_segment_is_a_gap() -> None:
@@ -264,7 +264,7 @@ def test_missing_segment_is_a_gap() -> None:
     middle = segments(fs)[1]
     fs.remove(middle)
     with pytest.raises(CorruptLogError, match="entries jump from index 30 to 61"):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_missing_first_segment_is_a_gap_at_the_start() -> None:
@@ -272,7 +272,7 @@ def test_missing_first_segment_is_a_gap_at_the_start() -> None:
     populate(fs)
     fs.remove(segments(fs)[0])
     with pytest.raises(CorruptLogError, match="the log starts at index"):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_record_of_unknown_type_is_refused() -> None:
@@ -282,7 +282,7 @@ def test_record_of_unknown_type_is_refused() -> None:
     size = len(fs.media(last_segment))
     fs.overwrite(last_segment, size, raw_record(bytes([9]) + bytes(23)) + fmt.encode_commit(1))
     with pytest.raises(CorruptLogError, match="unknown record type 9") as caught:
-        open_store(fs).load()
+        load(open_store(fs))
     assert caught.value.offset == size
 
 
@@ -297,7 +297,7 @@ def test_malformed_entries_record_is_refused() -> None:
     )
     fs.overwrite(last_segment, size, raw_record(body + b"x" * 10))
     with pytest.raises(CorruptLogError, match="malformed entries record"):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 @pytest.mark.parametrize(
@@ -325,7 +325,7 @@ def test_damaged_segment_header(where: str, expected: type[Exception]) -> None:
         header[8:12] = struct.pack("<I", 2)
     fs.overwrite(sealed, 0, bytes(header))
     with pytest.raises(expected) as caught:
-        open_store(fs, repair=(where == "version")).load()
+        load(open_store(fs, repair=(where == "version")))
     assert caught.value.path == sealed  # type: ignore[attr-defined]
 
 
@@ -341,7 +341,7 @@ def test_flipped_byte_in_the_hard_state_is_refused_even_with_repair(repair: bool
     populate(fs)
     fs.corrupt(HARD_STATE, 20)
     with pytest.raises(CorruptHardStateError) as caught:
-        open_store(fs, repair=repair).load()
+        load(open_store(fs, repair=repair))
     assert caught.value.path == HARD_STATE
     assert "checksum" in str(caught.value)
 
@@ -351,7 +351,7 @@ def test_hard_state_of_unknown_version_is_refused() -> None:
     populate(fs)
     fs.overwrite(HARD_STATE, 8, struct.pack("<I", 9))
     with pytest.raises(UnsupportedFormatError) as caught:
-        open_store(fs).load()
+        load(open_store(fs))
     assert caught.value.version == 9
 
 
@@ -360,7 +360,7 @@ def test_hard_state_of_wrong_size_is_refused() -> None:
     populate(fs)
     fs.truncate(HARD_STATE, fmt.HARD_STATE_SIZE - 3)
     with pytest.raises(CorruptHardStateError, match="wrong size"):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_missing_hard_state_beside_a_log_is_refused() -> None:
@@ -368,7 +368,7 @@ def test_missing_hard_state_beside_a_log_is_refused() -> None:
     populate(fs)
     fs.remove(HARD_STATE)
     with pytest.raises(CorruptHardStateError, match="missing"):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_rolled_back_hard_state_is_refused() -> None:
@@ -377,13 +377,13 @@ def test_rolled_back_hard_state_is_refused() -> None:
     populate(fs)
     old = fs.media(HARD_STATE)
     store = open_store(fs)
-    store.load()
+    load(store)
     store.write(HardState(5, 5, 0), entries(101, 102, 5), None)
     store.sync()
     store.close()
     fs.overwrite(HARD_STATE, 0, old)
     with pytest.raises(CorruptHardStateError, match="older than the log"):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_commit_past_the_log_is_clamped() -> None:
@@ -392,7 +392,7 @@ def test_commit_past_the_log_is_clamped() -> None:
     populate(fs, last=20)
     fs.overwrite(HARD_STATE, 0, fmt.encode_hard_state(HardState(1, 1, 500)))
     store = open_store(fs)
-    state = store.load()
+    state = load(store)
     assert state.hard_state == HardState(1, 1, 0)
     assert store.report is not None and store.report.commit_clamped_from == 500
 
@@ -403,14 +403,14 @@ def test_commit_never_covers_entries_that_lost_records_replaced() -> None:
     entries 8..10, the old entries 8..10 must not come back as committed."""
     fs = new_fs()
     store = open_store(fs)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), entries(1, 10, 1), None)
     store.write(HardState(1, 1, 5), [], None)
     store.sync()
     store.close()
     # What the lost sync would have done: term 2, entries 8..10 of term 2, commit 10.
     fs.overwrite(HARD_STATE, 0, fmt.encode_hard_state(HardState(2, 0, 10)))
-    state = open_store(fs).load()
+    state = load(open_store(fs))
     assert state.hard_state.commit == 5
     assert [entry.term for entry in state.entries[7:]] == [1, 1, 1]
 
@@ -418,14 +418,14 @@ def test_commit_never_covers_entries_that_lost_records_replaced() -> None:
 def test_commit_index_is_in_the_stream_even_with_a_term_change() -> None:
     fs = new_fs()
     store = open_store(fs)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), entries(1, 10, 1), None)
     store.sync()
     store.write(HardState(2, 2, 9), entries(11, 12, 2), None)
     store.sync()
     store.close()
     fs.overwrite(HARD_STATE, 0, fmt.encode_hard_state(HardState(2, 2, 0)))
-    assert open_store(fs).load().hard_state.commit == 9
+    assert load(open_store(fs)).hard_state.commit == 9
 
 
 # -- snapshots --------------------------------------------------------------------------
@@ -434,9 +434,10 @@ def test_commit_index_is_in_the_stream_even_with_a_term_change() -> None:
 def with_snapshots(fs: SimFileSystem, indexes: tuple[int, ...]) -> list[Entry]:
     written = populate(fs, last=100)
     store = open_store(fs)
-    store.load()
+    load(store)
     for index in indexes:
         store.save_snapshot(snapshot(index, 1))
+        store.release(index)  # as the host does once the snapshot is durable
     store.close()
     return written
 
@@ -447,7 +448,7 @@ def test_damaged_newest_snapshot_falls_back_to_the_older_one() -> None:
     newest = join(DATA_DIR, snapshot_name(70))
     fs.corrupt(newest, 30)
     store = open_store(fs)
-    state = store.load()
+    state = load(store)
     assert state.snapshot == snapshot(40, 1)
     assert state.entries == tuple(written[40:])
     assert not state.repaired  # nothing was lost: the older snapshot plus the log
@@ -460,7 +461,7 @@ def test_damaged_only_snapshot_is_refused() -> None:
     only = join(DATA_DIR, snapshot_name(70))
     fs.corrupt(only, 30)
     with pytest.raises(CorruptSnapshotError) as caught:
-        open_store(fs, repair=True).load()
+        load(open_store(fs, repair=True))
     assert caught.value.path == only
 
 
@@ -470,7 +471,7 @@ def test_snapshot_fallback_refused_when_the_log_no_longer_reaches_back() -> None
     fs.remove(join(DATA_DIR, snapshot_name(40)))
     fs.corrupt(join(DATA_DIR, snapshot_name(70)), 30)
     with pytest.raises(CorruptSnapshotError):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_snapshot_of_unknown_version_is_refused() -> None:
@@ -478,7 +479,7 @@ def test_snapshot_of_unknown_version_is_refused() -> None:
     with_snapshots(fs, (40, 70))
     fs.overwrite(join(DATA_DIR, snapshot_name(70)), 8, struct.pack("<I", 2))
     with pytest.raises(UnsupportedFormatError):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_snapshot_under_the_wrong_name_is_not_trusted() -> None:
@@ -486,7 +487,7 @@ def test_snapshot_under_the_wrong_name_is_not_trusted() -> None:
     with_snapshots(fs, (40, 70))
     fs.overwrite(join(DATA_DIR, snapshot_name(70)), 0, fmt.encode_snapshot(snapshot(60, 1)))
     store = open_store(fs)
-    assert store.load().snapshot == snapshot(40, 1)
+    assert load(store).snapshot == snapshot(40, 1)
     assert store.report is not None and len(store.report.corrupt_snapshots) == 1
 
 
@@ -494,7 +495,7 @@ def received(fs: SimFileSystem) -> None:
     """A follower that took a snapshot at 100 gets its log replaced by one from its leader."""
     populate(fs, last=120)
     store = open_store(fs)
-    store.load()
+    load(store)
     store.save_snapshot(snapshot(100, 1))
     store.write(HardState(3, 0, 150), entries(151, 155, 3), snapshot(150, 3))
     store.sync()
@@ -504,7 +505,7 @@ def received(fs: SimFileSystem) -> None:
 def test_received_snapshot_replaces_the_log() -> None:
     fs = new_fs()
     received(fs)
-    state = open_store(fs).load()
+    state = load(open_store(fs))
     assert state.snapshot == snapshot(150, 3)
     assert state.entries == tuple(entries(151, 155, 3))
 
@@ -515,7 +516,7 @@ def test_missing_snapshot_the_log_was_reset_to_is_refused() -> None:
     path = join(DATA_DIR, snapshot_name(150))
     fs.remove(path)
     with pytest.raises(CorruptSnapshotError, match="gone") as caught:
-        open_store(fs).load()
+        load(open_store(fs))
     assert caught.value.path == path
 
 
@@ -525,7 +526,7 @@ def test_snapshot_disagreeing_with_the_log_about_its_term_is_refused() -> None:
     path = join(DATA_DIR, snapshot_name(150))
     fs.overwrite(path, 0, fmt.encode_snapshot(snapshot(150, 2)))
     with pytest.raises(CorruptLogError, match="term"):
-        open_store(fs).load()
+        load(open_store(fs))
 
 
 def test_a_refused_start_changes_nothing_on_disk() -> None:
@@ -538,7 +539,7 @@ def test_a_refused_start_changes_nothing_on_disk() -> None:
     fs.corrupt(HARD_STATE, 20)
     before = {name: fs.media(join(DATA_DIR, name)) for name in fs.list_dir(DATA_DIR)}
     with pytest.raises(CorruptHardStateError):
-        open_store(fs).load()
+        load(open_store(fs))
     assert {name: fs.media(join(DATA_DIR, name)) for name in fs.list_dir(DATA_DIR)} == before
 
 
@@ -550,7 +551,7 @@ def test_a_new_segment_never_starts_with_a_commit_index_its_entries_bring() -> N
     another node had committed differently."""
     fs = new_fs()
     store = open_store(fs)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), entries(1, 5, 1), None)
     store.write(HardState(1, 1, 3), [], None)  # 4 and 5 are not committed
     store.sync()
@@ -566,6 +567,6 @@ def test_a_new_segment_never_starts_with_a_commit_index_its_entries_bring() -> N
     # Damage the record right after the preamble: the overwrite is cut away.
     fs.corrupt(second, offsets[1] + 30)
     store = open_store(fs, repair=True)
-    state = store.load()
+    state = load(store)
     assert [(e.index, e.term) for e in state.entries] == [(i, 1) for i in range(1, 6)]
     assert state.hard_state.commit == 3

@@ -19,7 +19,7 @@ from herald.storage import DiskFaults, SimFileSystem, SimulatedCrash, WalLogStor
 from herald.storage.wal import SegmentWriter
 
 from .model import Model, check_recovered
-from .scripts import DATA_DIR, SCRIPT, Sync, Write, apply_step, entries
+from .scripts import DATA_DIR, SCRIPT, Sync, Write, apply_step, entries, load
 
 SEGMENT_SIZE = 4096
 FLUSH_BYTES = 700
@@ -41,7 +41,7 @@ def run_script(fs: SimFileSystem, model: Model) -> WalLogStore | None:
     """Run the script; None if the armed crash struck."""
     try:
         store = open_store(fs)
-        state = store.load()
+        state = load(store)
         check_recovered(model, state, exact=True)
         for step in SCRIPT:
             apply_step(store, model, step)
@@ -66,7 +66,7 @@ def crash_and_recover(crash_at: int, variant: str, seed: int) -> None:
     fs.crash(lose_all=lose_all)
 
     store = open_store(fs)
-    state = store.load()
+    state = load(store)
     context = f"crash before operation {crash_at} ({variant}, seed {seed})"
     try:
         check_recovered(model, state)
@@ -88,7 +88,7 @@ def crash_and_recover(crash_at: int, variant: str, seed: int) -> None:
         apply_step(store, model, step)
     store.close()
     store = open_store(fs)
-    check_recovered(model, store.load(), exact=True)
+    check_recovered(model, load(store), exact=True)
     store.close()
 
 

@@ -14,7 +14,7 @@ from herald.storage import DiskFaults, SimFileSystem, WalLogStore
 from herald.storage.files import snapshot_name
 from herald.storage.fs import DirLock, FileHandle
 
-from .scripts import DATA_DIR, entries, snapshot
+from .scripts import DATA_DIR, entries, load, snapshot
 
 
 class RecordingFileSystem:
@@ -39,6 +39,10 @@ class RecordingFileSystem:
     def read(self, path: str) -> bytes:
         self._record("read", path)
         return self.inner.read(path)
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        self._record("read_range", path)
+        return self.inner.read_range(path, offset, length)
 
     def create(self, path: str) -> FileHandle:
         self._record("create", path)
@@ -94,7 +98,7 @@ class RecordingHandle:
 def recording_store(**options: object) -> tuple[WalLogStore, RecordingFileSystem]:
     fs = RecordingFileSystem(SimFileSystem(random.Random(3)))
     store = WalLogStore(fs, DATA_DIR, segment_size=1 << 16, **options)  # type: ignore[arg-type]
-    store.load()
+    load(store)
     return store, fs
 
 
@@ -115,7 +119,7 @@ def test_group_commit_many_writes_one_append_one_fsync() -> None:
 def test_durable_index_moves_only_when_sync_returns() -> None:
     inner = SimFileSystem(random.Random(1))
     store = WalLogStore(inner, DATA_DIR)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), entries(1, 10, 1), None)
     assert store.durable_index == 0 and store.last_index == 10
     inner.arm_crash(3)  # hard state: create, append, (fsync crashes)
@@ -163,13 +167,17 @@ def test_received_snapshot_is_durable_before_the_log_announces_it() -> None:
 def test_segments_are_removed_only_after_the_covering_snapshot_is_durable() -> None:
     fs = RecordingFileSystem(SimFileSystem(random.Random(3)))
     store = WalLogStore(fs, DATA_DIR, segment_size=4096, keep_snapshots=1)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), [], None)
     for first in range(1, 200, 10):
         store.write(None, entries(first, first + 9, 1), None)
         store.sync()
     mark = len(fs.calls)
     store.save_snapshot(snapshot(150, 1))
+    ops = fs.since(mark)
+    wal_removes = [name for op, name in ops if op == "remove" and name.startswith("wal-")]
+    assert not wal_removes, "nobody said the entries will not be read again"
+    store.release(150)
     ops = fs.since(mark)
     removes = [i for i, (op, name) in enumerate(ops) if op == "remove" and name.startswith("wal-")]
     assert removes, "old segments should go"
@@ -181,13 +189,13 @@ def test_segments_are_removed_only_after_the_covering_snapshot_is_durable() -> N
 def test_save_snapshot_does_not_make_buffered_writes_durable() -> None:
     inner = SimFileSystem(random.Random(3), DiskFaults(torn_writes=False))
     store = WalLogStore(inner, DATA_DIR, flush_bytes=64)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), entries(1, 10, 1), None)
     store.sync()
     store.write(None, entries(11, 20, 1), None)  # reaches the file (flush_bytes), not synced
     store.save_snapshot(snapshot(5, 1))
     inner.crash(lose_all=True)
-    state = WalLogStore(inner, DATA_DIR).load()
+    state = load(WalLogStore(inner, DATA_DIR))
     assert state.snapshot == snapshot(5, 1)
     assert state.entries[-1].index == 10
 
@@ -195,7 +203,7 @@ def test_save_snapshot_does_not_make_buffered_writes_durable() -> None:
 def test_snapshot_retention_keeps_the_newest_two() -> None:
     inner = SimFileSystem(random.Random(3))
     store = WalLogStore(inner, DATA_DIR)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), entries(1, 50, 1), None)
     store.sync()
     for index in (10, 20, 30, 40):
@@ -211,7 +219,7 @@ def test_snapshot_retention_keeps_the_newest_two() -> None:
 def test_failed_fsync_poisons_the_store() -> None:
     inner = SimFileSystem(random.Random(3))
     store = WalLogStore(inner, DATA_DIR)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), entries(1, 5, 1), None)
     store.sync()
     inner.faults = DiskFaults(fsync_error=1.0)
@@ -226,21 +234,21 @@ def test_failed_fsync_poisons_the_store() -> None:
         store.write(None, entries(11, 11, 1), None)
     store.close()
     inner.crash()
-    assert WalLogStore(inner, DATA_DIR).load().entries[-1].index == 5
+    assert load(WalLogStore(inner, DATA_DIR)).entries[-1].index == 5
 
 
 def test_read_error_at_load_is_a_typed_error_and_a_retry_may_succeed() -> None:
     inner = SimFileSystem(random.Random(3))
     store = WalLogStore(inner, DATA_DIR)
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), entries(1, 5, 1), None)
     store.sync()
     store.close()
     inner.faults = DiskFaults(read_error=1.0)
     with pytest.raises(StorageIOError, match="read"):
-        WalLogStore(inner, DATA_DIR).load()
+        load(WalLogStore(inner, DATA_DIR))
     inner.faults = DiskFaults()
-    assert len(WalLogStore(inner, DATA_DIR).load().entries) == 5
+    assert len(load(WalLogStore(inner, DATA_DIR)).entries) == 5
 
 
 def test_second_open_of_a_directory_is_refused() -> None:
@@ -258,9 +266,9 @@ def test_usage_errors() -> None:
     store = WalLogStore(inner, DATA_DIR)
     with pytest.raises(UsageError, match="load"):
         store.write(None, entries(1, 1, 1), None)
-    store.load()
+    load(store)
     with pytest.raises(UsageError, match="once"):
-        store.load()
+        load(store)
     with pytest.raises(UsageError, match="gap"):
         store.write(None, entries(3, 4, 1), None)
     with pytest.raises(UsageError, match="contiguous"):
@@ -277,7 +285,7 @@ def test_leftover_temporary_files_are_removed_at_load() -> None:
     inner.make_dirs(DATA_DIR)
     inner.create(f"{DATA_DIR}/hardstate.tmp").append(b"half")
     store = WalLogStore(inner, DATA_DIR)
-    store.load()
+    load(store)
     assert store.report is not None
     assert store.report.removed_temp_files == (f"{DATA_DIR}/hardstate.tmp",)
     assert not inner.exists(f"{DATA_DIR}/hardstate.tmp")
@@ -286,12 +294,12 @@ def test_leftover_temporary_files_are_removed_at_load() -> None:
 def test_entries_covered_by_a_snapshot_are_skipped_on_write() -> None:
     inner = SimFileSystem(random.Random(3))
     store = WalLogStore(inner, DATA_DIR)
-    store.load()
+    load(store)
     store.write(HardState(2, 0, 20), entries(21, 25, 2), snapshot(20, 2))
     store.write(None, entries(15, 27, 2), None)  # 15..20 are inside the snapshot
     store.sync()
     store.close()
-    state = WalLogStore(inner, DATA_DIR).load()
+    state = load(WalLogStore(inner, DATA_DIR))
     assert state.entries == tuple(entries(21, 27, 2))
 
 

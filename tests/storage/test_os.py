@@ -18,7 +18,7 @@ from herald.storage import format as fmt
 from herald.storage.wal import scan_records
 
 from .killable_writer import payload
-from .scripts import entries
+from .scripts import entries, load
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -68,7 +68,7 @@ def test_second_store_on_a_directory_is_locked_out(tmp_path: Path) -> None:
 
 def written_store(tmp_path: Path) -> tuple[str, str]:
     store = WalLogStore(OsFileSystem(), str(tmp_path))
-    store.load()
+    load(store)
     store.write(HardState(1, 1, 0), [], None)
     for first in range(1, 100, 10):
         store.write(None, entries(first, first + 9, 1), None)
@@ -91,7 +91,7 @@ def test_real_file_mid_log_corruption_is_refused(tmp_path: Path) -> None:
     offsets = [o for _t, o, _e in scan_records(Path(segment).read_bytes(), 32).records]
     flip(segment, offsets[3] + 50)
     with pytest.raises(CorruptLogError) as caught:
-        WalLogStore(OsFileSystem(), directory).load()
+        load(WalLogStore(OsFileSystem(), directory))
     assert caught.value.path == segment and caught.value.offset == offsets[3]
 
 
@@ -99,7 +99,7 @@ def test_real_file_torn_tail_is_truncated(tmp_path: Path) -> None:
     directory, segment = written_store(tmp_path)
     offsets = [o for _t, o, _e in scan_records(Path(segment).read_bytes(), 32).records]
     os.truncate(segment, offsets[-1] + 100)
-    state = WalLogStore(OsFileSystem(), directory).load()
+    state = load(WalLogStore(OsFileSystem(), directory))
     assert state.entries[-1].index == 90
     assert os.path.getsize(segment) == offsets[-1]
     assert scan_records(Path(segment).read_bytes(), fmt.SEGMENT_HEADER_SIZE).damage is None
@@ -140,7 +140,7 @@ def test_sigkilled_writer_loses_nothing_it_reported_durable(tmp_path: Path) -> N
         reported = run_and_kill(directory, seed=round_number, after_lines=lines)
         assert reported > 0, "the writer never reported progress"
         store = WalLogStore(OsFileSystem(), directory)
-        state = store.load()
+        state = load(store)
         store.close()
         assert state.entries, "nothing recovered"
         assert state.entries[-1].index >= reported

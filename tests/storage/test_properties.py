@@ -28,7 +28,7 @@ from herald.raft import HardState
 from herald.storage import DiskFaults, SimFileSystem, SimulatedCrash, WalLogStore
 
 from .model import Model, check_recovered
-from .scripts import DATA_DIR, Save, Step, Sync, Write, apply_step, entries, snapshot
+from .scripts import DATA_DIR, Save, Step, Sync, Write, apply_step, entries, load, snapshot
 
 
 class WalStoreMachine(RuleBasedStateMachine):
@@ -59,7 +59,7 @@ class WalStoreMachine(RuleBasedStateMachine):
         )
         self.flush_bytes = flush_bytes
         self.store = self._open()
-        check_recovered(self.model, self.store.load(), exact=True)
+        check_recovered(self.model, load(self.store), exact=True)
 
     # -- helpers ----------------------------------------------------------------------------
 
@@ -80,7 +80,7 @@ class WalStoreMachine(RuleBasedStateMachine):
     def _recover(self, *, lose_all: bool) -> None:
         self.fs.crash(lose_all=lose_all)
         self.store = self._open()
-        state = self.store.load()
+        state = load(self.store)
         check_recovered(self.model, state)
         self.model.after_recovery(state)
         report = self.store.report
@@ -168,7 +168,7 @@ class WalStoreMachine(RuleBasedStateMachine):
         self.store.close()
         self.fs.kill()
         self.store = self._open()
-        state = self.store.load()
+        state = load(self.store)
         check_recovered(self.model, state, exact=True)
         self.model.after_recovery(state)
 

@@ -17,7 +17,7 @@ from herald.storage import SimFileSystem, SimulatedCrash
 from herald.storage.fs import join
 from herald.storage.logstore import RECOVERING_FILE
 
-from .scripts import DATA_DIR
+from .scripts import DATA_DIR, load
 from .test_corruption import new_fs, open_store, populate, record_offsets, segments
 
 
@@ -28,7 +28,7 @@ def damage_last_record(fs: SimFileSystem) -> None:
 
 def set_term(fs: SimFileSystem, term: int) -> None:
     store = open_store(fs)
-    store.load()
+    load(store)
     store.write(HardState(term, 1, 0), [], None)
     store.sync()
     store.close()
@@ -37,7 +37,7 @@ def set_term(fs: SimFileSystem, term: int) -> None:
 def test_clean_log_is_not_recovering() -> None:
     fs = new_fs()
     populate(fs)
-    assert open_store(fs).load().recovering_term == 0
+    assert load(open_store(fs)).recovering_term == 0
 
 
 def test_torn_write_inside_a_record_is_not_suspicious() -> None:
@@ -45,7 +45,7 @@ def test_torn_write_inside_a_record_is_not_suspicious() -> None:
     populate(fs)
     last_segment = segments(fs)[-1]
     fs.truncate(last_segment, record_offsets(fs, last_segment)[-1] + 50)
-    assert open_store(fs).load().recovering_term == 0
+    assert load(open_store(fs)).recovering_term == 0
     assert not fs.exists(join(DATA_DIR, RECOVERING_FILE))
 
 
@@ -60,16 +60,16 @@ def test_suspicious_tail_makes_the_node_recover(damage: str) -> None:
         last_segment = segments(fs)[-1]
         fs.overwrite(last_segment, len(fs.media(last_segment)), bytes(512))
     store = open_store(fs)
-    assert store.load().recovering_term == 4
+    assert load(store).recovering_term == 4
     store.close()
     # The marker survives a restart even though the log now looks clean...
     store = open_store(fs)
-    assert store.load().recovering_term == 4
+    assert load(store).recovering_term == 4
     # ...until the node reports it caught up.
     store.mark_recovered()
     store.close()
     assert not fs.exists(join(DATA_DIR, RECOVERING_FILE))
-    assert open_store(fs).load().recovering_term == 0
+    assert load(open_store(fs)).recovering_term == 0
 
 
 def test_marker_survives_power_loss_right_after_load() -> None:
@@ -77,9 +77,9 @@ def test_marker_survives_power_loss_right_after_load() -> None:
     populate(fs)
     set_term(fs, 2)
     damage_last_record(fs)
-    assert open_store(fs).load().recovering_term == 2
+    assert load(open_store(fs)).recovering_term == 2
     fs.crash()
-    assert open_store(fs).load().recovering_term == 2
+    assert load(open_store(fs)).recovering_term == 2
 
 
 def test_repair_makes_the_node_recover() -> None:
@@ -88,7 +88,7 @@ def test_repair_makes_the_node_recover() -> None:
     set_term(fs, 3)
     first_segment = segments(fs)[0]
     fs.corrupt(first_segment, record_offsets(fs, first_segment)[1] + 40)
-    state = open_store(fs, repair=True).load()
+    state = load(open_store(fs, repair=True))
     assert state.repaired
     assert state.recovering_term == 3
 
@@ -99,17 +99,17 @@ def test_later_damage_raises_the_marker_term() -> None:
     set_term(fs, 2)
     damage_last_record(fs)
     store = open_store(fs)
-    assert store.load().recovering_term == 2
+    assert load(store).recovering_term == 2
     store.write(HardState(6, 0, 0), [], None)
     store.sync()
     store.close()
     damage_last_record(fs)
-    assert open_store(fs).load().recovering_term == 6
+    assert load(open_store(fs)).recovering_term == 6
 
 
 def load_and_close(fs: SimFileSystem, **options: object) -> int:
     store = open_store(fs, **options)
-    term = store.load().recovering_term
+    term = load(store).recovering_term
     store.close()
     return term
 
@@ -123,7 +123,7 @@ def test_damaged_marker_is_refused_then_repaired_conservatively() -> None:
     set_term(fs, 5)
     fs.corrupt(join(DATA_DIR, RECOVERING_FILE), 3)
     with pytest.raises(CorruptHardStateError, match=RECOVERING_FILE):
-        open_store(fs).load()
+        load(open_store(fs))
     # The refusal left the directory unlocked; repair uses the current term,
     # which is never earlier than the one the marker held.
     assert load_and_close(fs, repair=True) == 5

@@ -10,6 +10,8 @@ from pathlib import Path
 from herald.storage import OsFileSystem, WalLogStore
 from herald.storage.volatile import VolatileFileSystem
 
+from .scripts import load
+
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -45,5 +47,5 @@ def test_sigkill_loses_exactly_the_unsynced_entries(tmp_path: Path) -> None:
     finally:
         writer.send_signal(signal.SIGKILL)
         writer.communicate(timeout=10)
-    state = WalLogStore(OsFileSystem(), directory).load()
+    state = load(WalLogStore(OsFileSystem(), directory))
     assert [entry.index for entry in state.entries] == list(range(1, 51))

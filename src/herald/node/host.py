@@ -34,14 +34,16 @@ from herald.raft import (
     Entry,
     EntryKind,
     HardState,
-    MemoryStorage,
     Message,
     Raft,
     RawNode,
     ReadState,
     Ready,
     Snapshot,
+    Storage,
 )
+
+from .logview import LogView
 
 __all__ = [
     "DurableState",
@@ -59,7 +61,9 @@ class DurableState:
 
     hard_state: HardState
     snapshot: Snapshot | None
-    entries: tuple[Entry, ...]  # all with index > snapshot index, contiguous
+    #: The entries after the snapshot's index up to this one are durable; the
+    #: store reads them back (:meth:`LogStore.entries`).
+    last_index: int
     # Set when the store was opened with an explicit repair flag and threw away a
     # damaged part of the log: entries from ``discarded_from_index`` on may have
     # been acknowledged before and are gone now, so this node must not vote (or
@@ -78,6 +82,19 @@ class LogStore(Protocol):
 
     def load(self) -> DurableState:
         """Read back what is durable. Raises a StorageError if it cannot be trusted."""
+        ...
+
+    def term(self, index: int) -> int:
+        """The term of a written entry (or of the snapshot's index)."""
+        ...
+
+    def entries(self, lo: int, hi: int, max_size: int) -> list[Entry]:
+        """Written entries ``[lo, hi)``, at least one, within ``max_size`` bytes
+        beyond the first (the Raft core's ``Storage.entries`` contract)."""
+        ...
+
+    def release(self, through: int) -> None:
+        """Entries up to ``through`` will not be read again (a durable snapshot covers them)."""
         ...
 
     def write(
@@ -125,7 +142,7 @@ class StateMachine(Protocol):
 class HostObserver(Protocol):
     """Hooks for whoever watches the host: the simulator's checkers, metrics."""
 
-    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None: ...
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: Storage) -> None: ...
 
     def on_applied(self, node: int, entry: Entry, result: object) -> None: ...
 
@@ -135,7 +152,7 @@ class HostObserver(Protocol):
 
 
 class _NullObserver:
-    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: Storage) -> None:
         pass
 
     def on_applied(self, node: int, entry: Entry, result: object) -> None:
@@ -174,13 +191,11 @@ class NodeHost:
         self.conf = ConfState(tuple(sorted(config.voters)))
 
         durable = log_store.load()
-        self.storage = MemoryStorage(self.conf.voters)
+        self.storage = LogView(log_store, self.conf.voters, durable)
         applied = 0
         if durable.snapshot is not None and not durable.snapshot.is_empty():
-            self.storage.apply_snapshot(durable.snapshot)
             state_machine.restore(durable.snapshot.data, durable.snapshot.index)
             applied = durable.snapshot.index
-        self.storage.append(durable.entries)
         hard_state = durable.hard_state
         if hard_state.commit < applied:
             # Commit-only hard-state writes are not fsynced (the Ready contract

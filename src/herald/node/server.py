@@ -86,7 +86,6 @@ from herald.raft import (
     Config,
     Entry,
     EntryKind,
-    MemoryStorage,
     Message,
     MessageType,
     Raft,
@@ -95,6 +94,7 @@ from herald.raft import (
     Role,
     Snapshot,
     SoftState,
+    Storage,
 )
 from herald.wire import protocol as w
 from herald.wire.protocol import PROTOCOL_VERSION, ErrorInfo, Reply
@@ -608,7 +608,7 @@ class ServerCore:
 
     # -- the host's observer ------------------------------------------------------------------
 
-    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: Storage) -> None:
         if self._observer is not None:
             self._observer.on_persisted(node, entries, storage)
 

@@ -44,7 +44,7 @@ from herald.broker import Broker
 from herald.errors import OutcomeUnknownError, ShuttingDownError
 from herald.node.clock import Instant
 from herald.node.server import ClientLink, ServerCore
-from herald.raft import Entry, MemoryStorage, ReadState, Ready, Snapshot
+from herald.raft import Entry, ReadState, Ready, Snapshot, Storage
 from herald.storage import FileSystem, OsFileSystem, WalLogStore
 from herald.storage.volatile import VolatileFileSystem
 
@@ -65,7 +65,7 @@ def now() -> Instant:
 class _Logger:
     """The host's events an operator wants in the log."""
 
-    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: Storage) -> None:
         pass
 
     def on_applied(self, node: int, entry: Entry, result: object) -> None:

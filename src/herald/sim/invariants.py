@@ -27,7 +27,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from herald.errors import CompactedError
-from herald.raft import Entry, EntryKind, MemoryStorage, Raft, ReadState, Role, Snapshot
+from herald.raft import Entry, EntryKind, Raft, ReadState, Role, Snapshot, Storage
 
 __all__ = ["RaftChecker", "SafetyViolation"]
 
@@ -116,7 +116,7 @@ class RaftChecker:
 
     # -- Log Matching ------------------------------------------------------------------
 
-    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: Storage) -> None:
         known = self._entries
         for entry in entries:
             previous_term = storage.term(entry.index - 1)

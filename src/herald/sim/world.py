@@ -39,7 +39,6 @@ from herald.raft import (
     Config,
     Entry,
     EntryKind,
-    MemoryStorage,
     Message,
     MessageType,
     Raft,
@@ -47,6 +46,7 @@ from herald.raft import (
     Ready,
     Role,
     Snapshot,
+    Storage,
 )
 from herald.storage import DiskFaults, SimFileSystem, WalLogStore
 
@@ -69,6 +69,10 @@ __all__ = [
     "World",
     "digest_broker",
 ]
+
+#: What a running node's storage can raise that kills the process (the real
+#: runtime treats them as fatal too): an IO error, or damage found reading back.
+_RUNNING_FAILURES = (StorageIOError, CorruptionError)
 
 Tracer = Callable[[str], None]
 #: Builds a node's disk; tests pass broken ones to show the checkers catch them.
@@ -189,7 +193,7 @@ class _Observer:
         self._world = world
         self._node = node
 
-    def on_persisted(self, node: int, entries: Sequence[Entry], storage: MemoryStorage) -> None:
+    def on_persisted(self, node: int, entries: Sequence[Entry], storage: Storage) -> None:
         self._world.checker.on_persisted(node, entries, storage)
         self._world.on_persisted(self._node, entries)
 
@@ -425,9 +429,10 @@ class World:
         for context in [c for c, op in self.pending_reads.items() if op.node == node.id]:
             self._complete(self.pending_reads.pop(context), "info")
 
-    def _storage_failed(self, node: SimNode, error: StorageIOError) -> None:
-        """A failed write or fsync: the data may be gone, so the process must die
-        and recover from what is really on disk."""
+    def _storage_failed(self, node: SimNode, error: StorageIOError | CorruptionError) -> None:
+        """A failed write, fsync or read, or damage found reading the log back: the
+        process must die and recover from what is really on disk (where recovery
+        finds the damage again and refuses, and the operator repairs)."""
         self.log(f"n{node.id} storage failed ({error}): crash and recover")
         self.crash(node)
         self.scheduler.after(10 * MS, self._restart_if_down, node, node.incarnation)
@@ -499,10 +504,14 @@ class World:
         self._after_input(node)
 
     def _tick_once(self, node: SimNode) -> None:
-        if node.server is not None:
-            node.server.tick(self.instant(node))
-        elif node.host is not None:
-            node.host.tick()
+        try:
+            if node.server is not None:
+                node.server.tick(self.instant(node))
+            elif node.host is not None:
+                node.host.tick()
+        except _RUNNING_FAILURES as error:
+            # Reading the log back failed (the core reads it to replicate).
+            self._storage_failed(node, error)
 
     def jump_clock(self, node: SimNode, ticks: int) -> None:
         """The node's clocks leap forward (a VM resumed): many ticks fire at once."""
@@ -535,10 +544,14 @@ class World:
             return
         if self.trace is not None:
             self.log(f"n{message.dst} <- n{message.src} {_describe(message)}")
-        if node.server is not None:
-            node.server.step((message,), self.instant(node))
-        else:
-            node.host.step(message)
+        try:
+            if node.server is not None:
+                node.server.step((message,), self.instant(node))
+            else:
+                node.host.step(message)
+        except _RUNNING_FAILURES as error:
+            self._storage_failed(node, error)
+            return
         self._after_input(node)
 
     # -- the Ready cycle --------------------------------------------------------------------
@@ -588,7 +601,7 @@ class World:
                     host.finish(rd)
                 if node.host is not None:
                     self._observe(node, host)
-        except StorageIOError as error:
+        except _RUNNING_FAILURES as error:
             if node.incarnation == incarnation:
                 self._storage_failed(node, error)
             return
@@ -614,7 +627,7 @@ class World:
                 server.finish(rd, self.instant(node))
             else:
                 host.finish(rd)
-        except StorageIOError as error:
+        except _RUNNING_FAILURES as error:
             if node.incarnation == incarnation:
                 self._storage_failed(node, error)
             return

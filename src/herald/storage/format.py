@@ -52,7 +52,9 @@ version pins the choice: a switch is a new version.
 from __future__ import annotations
 
 import struct
+import sys
 import zlib
+from array import array
 from collections.abc import Sequence
 from itertools import accumulate, pairwise, repeat
 from typing import Final
@@ -84,6 +86,7 @@ __all__ = [
     "encode_snapshot",
     "encode_snapshot_marker",
     "entries_span",
+    "entries_terms",
     "padded",
     "read_segment_header",
 ]
@@ -122,6 +125,7 @@ HARD_STATE_SIZE: Final = _HARD_STATE_BODY.size + 4
 
 _SNAPSHOT_HEAD = struct.Struct("<8sIIQQI")
 _U64 = struct.Struct("<Q")
+_BIG_ENDIAN: Final = sys.byteorder == "big"
 _U32 = struct.Struct("<I")
 
 KINDS: Final = tuple(EntryKind(value) for value in range(max(EntryKind) + 1))
@@ -213,6 +217,35 @@ def term_at(data: bytes, body: int, index: int) -> int:
     _type, _flags, _pad, _count, first = _ENTRIES_HEAD.unpack_from(data, body)
     (term,) = _U64.unpack_from(data, body + _ENTRIES_HEAD.size + 8 * (index - first))
     return int(term)
+
+
+def entries_terms(data: bytes, body: int, end: int) -> tuple[int, int, array[int]]:
+    """(first index, count, terms) of the ENTRIES record ``data[body:end]``, without
+    decoding its entries; checks that the entries' lengths fill the record exactly.
+
+    Raises ValueError (or struct.error) for an inconsistent record.
+    """
+    _type, _flags, _pad, count, first = _ENTRIES_HEAD.unpack_from(data, body)
+    position = body + _ENTRIES_HEAD.size
+    if count == 0:
+        raise ValueError("empty entries record")
+    if count == 1:
+        term, length, kind = _ONE_ENTRY.unpack_from(data, position)
+        if position + _ONE_ENTRY.size + length != end or kind >= len(_KINDS):
+            raise ValueError("entry length disagrees with record length")
+        return first, 1, array("q", (term,))
+    lengths_at = position + 8 * count
+    data_at = lengths_at + 4 * count + count
+    if data_at > end:
+        raise ValueError("entries record shorter than its head")
+    terms = array("q", data[position:lengths_at])
+    lengths = array("I", data[lengths_at : lengths_at + 4 * count])
+    if _BIG_ENDIAN:
+        terms.byteswap()
+        lengths.byteswap()
+    if data_at + sum(lengths) != end:
+        raise ValueError("entry lengths disagree with record length")
+    return first, count, terms
 
 
 def decode_entries(data: bytes, body: int, end: int, skip: int = 0) -> list[Entry]:

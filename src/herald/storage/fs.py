@@ -77,6 +77,13 @@ class FileSystem(Protocol):
         """The whole content of a file, in one call."""
         ...
 
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        """Up to ``length`` bytes of a file from ``offset`` (fewer only at its end).
+
+        Sees what was appended, synced or not, like :meth:`read`.
+        """
+        ...
+
     def create(self, path: str) -> FileHandle:
         """Create an empty file (replacing any existing one) and open it for appending."""
         ...
@@ -213,6 +220,26 @@ class OsFileSystem:
                     break
                 chunks.append(chunk)
                 remaining -= len(chunk)
+            return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+        except OSError as error:
+            raise _io_error(path, "read", error) from error
+        finally:
+            os.close(fd)
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as error:
+            raise _io_error(path, "open", error) from error
+        try:
+            chunks = []
+            while length > 0:
+                chunk = os.pread(fd, length, offset)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+                offset += len(chunk)
+                length -= len(chunk)
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
         except OSError as error:
             raise _io_error(path, "read", error) from error

@@ -31,13 +31,17 @@ recover from what is really on disk.
 
 from __future__ import annotations
 
+import struct
+import threading
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 from functools import partial
-from typing import final
+from typing import TypeAlias, final
 
 from herald.errors import (
     CorruptHardStateError,
     CorruptionError,
+    CorruptLogError,
     StorageError,
     StorageIOError,
     UsageError,
@@ -49,18 +53,26 @@ from . import format as fmt
 from .files import (
     HARD_STATE_FILE,
     StagedFile,
+    segment_name,
     snapshot_index,
     snapshot_name,
     stage,
     write_atomically,
 )
 from .fs import DirLock, FileSystem, join
+from .logindex import LogIndex, Place
 from .recovery import Recovered, RecoveryReport, recover
 from .wal import SegmentWriter
 
-__all__ = ["DEFAULT_SEGMENT_SIZE", "RECOVERING_FILE", "WalLogStore"]
+__all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_SEGMENT_SIZE", "RECOVERING_FILE", "WalLogStore"]
 
 DEFAULT_SEGMENT_SIZE = 64 << 20
+#: Decoded records kept in memory for reads: the tail just written, and what
+#: was read back last.
+DEFAULT_CACHE_BYTES = 32 << 20
+#: Reads of a record are tried this often before an IO error counts: EIO on a
+#: read is often transient, and a failed read costs the node a restart.
+_READ_ATTEMPTS = 3
 #: Present while the node must not vote after its log was cut back; holds the
 #: term it had then, in the hard-state format.
 RECOVERING_FILE = "recovering"
@@ -71,6 +83,13 @@ RECOVERING_FILE = "recovering"
 # entries. (A tail that ends inside a record was never synced: plain torn write.)
 _SUSPICIOUS_TAILS = frozenset({"checksum", "zeros"})
 _FLUSH_BYTES = 4 << 20  # buffered records beyond this go to the file before sync
+
+_LENGTH = struct.Struct("<I")  # a record's length field, 4 bytes into it
+
+#: What the index learns when buffered records reach the file, in the order they
+#: were written: an ENTRIES record (its offset in the buffer and its entries), or
+#: a reset of the log to a received snapshot (no entries; its index and term).
+_IndexOp: TypeAlias = tuple[int, Sequence[Entry] | None, int, int]
 
 
 @final
@@ -94,6 +113,7 @@ class WalLogStore:
         keep_snapshots: int = 2,
         repair: bool = False,
         flush_bytes: int = _FLUSH_BYTES,
+        cache_bytes: int = DEFAULT_CACHE_BYTES,
     ) -> None:
         if segment_size < 4096:
             raise UsageError(f"segment_size {segment_size} is below 4096 bytes")
@@ -105,6 +125,7 @@ class WalLogStore:
         self.keep_snapshots = keep_snapshots
         self.repair = repair
         self.flush_bytes = flush_bytes
+        self.cache_bytes = cache_bytes
         fs.make_dirs(directory)
         self._lock: DirLock | None = fs.lock(directory)
         self._writer: SegmentWriter | None = None
@@ -129,6 +150,19 @@ class WalLogStore:
         # What is durable.
         self._durable_index = 0
         self._durable_hard_state = HardState()
+        # Where the entries in the file are. The fsync thread moves records into
+        # the file while the loop thread reads (see the runtime), so the index and
+        # the cache are only touched under the lock.
+        self._lock_index = threading.Lock()
+        self._index = LogIndex()
+        self._index_ops: list[_IndexOp] = []  # for the records in the buffer
+        #: Entries up to this index will not be read again: their segments may go
+        #: once a kept snapshot covers them too.
+        self._released = 0
+        self._cache: OrderedDict[tuple[int, int], list[Entry]] = OrderedDict()
+        self._cache_sizes: dict[tuple[int, int], int] = {}
+        self._cached = 0
+        self.reads = 0  # records read back from the files (cache misses)
 
     # -- the promise ----------------------------------------------------------------------
 
@@ -146,6 +180,102 @@ class WalLogStore:
     def last_index(self) -> int:
         """The last index written, durable or not."""
         return self._last_index
+
+    # -- reading the log back ------------------------------------------------------------
+
+    def term(self, index: int) -> int:
+        """The term of entry ``index`` in the file (the base snapshot's at its index).
+
+        Raises UsageError for an index the file does not hold.
+        """
+        with self._lock_index:
+            try:
+                return self._index.term(index)
+            except IndexError as error:
+                raise UsageError(str(error)) from None
+
+    def entries(self, lo: int, hi: int, max_size: int) -> list[Entry]:
+        """Entries ``[lo, hi)`` as in the file (synced or not), at least one, within
+        ``max_size`` bytes beyond the first (as :func:`herald.raft.storage.limit_size`).
+
+        What the cache does not hold is read back from the segments and checked
+        against its CRC. Raises UsageError outside the log, CorruptLogError (and
+        the store fails) for a damaged record, StorageIOError if a record cannot
+        be read.
+        """
+        self._check_usable()
+        result: list[Entry] = []
+        size = 0
+        while lo < hi:
+            with self._lock_index:
+                try:
+                    place = self._index.place(lo)
+                except IndexError as error:
+                    raise UsageError(str(error)) from None
+                key = (place.segment, place.offset)
+                decoded = self._cache.get(key)
+                if decoded is not None:
+                    self._cache.move_to_end(key)
+            if decoded is None:
+                decoded = self._read_record(place)
+                with self._lock_index:
+                    self._remember(key, decoded, place.end - place.offset)
+            stop = min(hi, place.hi + 1)
+            for entry in decoded[lo - place.first : stop - place.first]:
+                size += len(entry.data) + 16
+                if result and size > max_size:
+                    return result
+                result.append(entry)
+            lo = stop
+        return result
+
+    def release(self, through: int) -> None:
+        """Entries up to ``through`` will not be read again (a snapshot covers them):
+        the index forgets them, and their segments go once a kept snapshot covers
+        them too."""
+        with self._lock_index:
+            if through <= self._released:
+                return
+            self._released = through
+            self._index.compact(min(through, self._index.last))
+        if self._writer is not None and self._snapshot_indexes and self._failed is None:
+            self._guarded(self._remove_segments)
+
+    def _remove_segments(self) -> None:
+        """Remove the segments every kept snapshot covers and nobody will read again."""
+        oldest_kept = self._snapshot_indexes[: self.keep_snapshots][-1]
+        self._require_writer().remove_through(min(oldest_kept, self._released))
+
+    def _read_record(self, place: Place) -> list[Entry]:
+        path = join(self.directory, segment_name(place.segment))
+        length = place.end - place.offset
+        for attempt in range(_READ_ATTEMPTS):
+            try:
+                data = self.fs.read_range(path, place.offset, length)
+                break
+            except StorageIOError:
+                if attempt + 1 == _READ_ATTEMPTS:
+                    raise
+        self.reads += 1
+        reason = ""
+        if len(data) != length:
+            reason = f"the record's {length} bytes end the file after {len(data)}"
+        else:
+            stored, body_length = fmt.RECORD_HEADER.unpack_from(data, 0)
+            if body_length != length - 8 or fmt.crc32(memoryview(data)[4:]) != stored:
+                reason = "the record no longer matches its checksum"
+        if not reason:
+            try:
+                entries = fmt.decode_entries(data, 8, length)
+            except (ValueError, IndexError, struct.error) as error:
+                reason = f"malformed entries record: {error}"
+            else:
+                if entries and entries[0].index == place.first:
+                    return entries
+                reason = f"the record does not start at entry {place.first}"
+        damaged = CorruptLogError(path, place.offset, f"read back: {reason}")
+        self._failed = damaged
+        raise damaged
 
     # -- LogStore ---------------------------------------------------------------------------
 
@@ -198,17 +328,18 @@ class WalLogStore:
             # that ends before it or disagrees with it: say so in the log.
             marker = fmt.encode_snapshot_marker(snapshot.index, snapshot.term)
             self._guarded(lambda: self._append_and_sync(marker, snapshot.index))
-        entries = recovered.entries
+        self._index = recovered.index
         self._hard_state = self._durable_hard_state = recovered.hard_state
         self._base_index = snapshot.index if snapshot is not None else 0
-        self._last_index = entries[-1].index if entries else self._base_index
+        self._last_index = self._index.last
+        self._released = self._index.base
         self._durable_index = self._last_index
         self._snapshot_indexes = recovered.snapshot_indexes
         discarded = recovered.report.discarded
         return DurableState(
             hard_state=recovered.hard_state,
             snapshot=snapshot,
-            entries=tuple(entries),
+            last_index=self._last_index,
             repaired=discarded is not None,
             discarded_from_index=discarded.from_index if discarded is not None else None,
             recovering_term=recovering_term,
@@ -353,6 +484,7 @@ class WalLogStore:
             first = entries[0].index
         if first > self._last_index + 1:
             raise UsageError(f"entries start at {first}, after a gap (last is {self._last_index})")
+        self._index_ops.append((self._buffered, entries, 0, 0))
         self._add(fmt.encode_entries(entries), last)
         self._last_index = last
 
@@ -364,6 +496,7 @@ class WalLogStore:
         name = snapshot_name(snapshot.index)
         self._staged_snapshot = stage(self.fs, self.directory, name, fmt.encode_snapshot(snapshot))
         self._staged_index = snapshot.index
+        self._index_ops.append((0, None, snapshot.index, snapshot.term))
         self._add(fmt.encode_snapshot_marker(snapshot.index, snapshot.term), snapshot.index)
         # Installing a snapshot from the leader replaces the whole log.
         self._base_index = snapshot.index
@@ -398,11 +531,41 @@ class WalLogStore:
             # and a repair that cut the stream right after a new segment's start
             # must not find a commit index covering entries the cut took away).
             writer.commit = self._stream_commit
-            writer.append(data, self._buffer_max_index)
+            segment, start = writer.append(data, self._buffer_max_index)
+            self._place(segment, start, data)
             if self._buffer_commit is not None:
                 self._stream_commit = self._buffer_commit
                 self._buffer_commit = None
             self._buffer_max_index = 0
+
+    def _place(self, segment: int, start: int, data: bytes) -> None:
+        """Tell the index where the records just appended (``data``, at ``start``) are."""
+        ops, self._index_ops = self._index_ops, []
+        with self._lock_index:
+            index = self._index
+            for at, entries, base, term in ops:
+                if entries is None:
+                    index.reset(base, term)
+                    self._released = max(self._released, base)
+                    continue
+                offset = start + at
+                (length,) = _LENGTH.unpack_from(data, at + 4)
+                end = offset + 8 + length
+                first = entries[0].index
+                index.add(segment, offset, end, first, [e.term for e in entries], len(entries))
+                self._remember((segment, offset), list(entries), end - offset)
+
+    def _remember(self, key: tuple[int, int], entries: list[Entry], size: int) -> None:
+        """Keep a decoded record in the cache (under the lock), evicting the oldest."""
+        if size > self.cache_bytes:
+            return
+        cache = self._cache
+        cache[key] = entries
+        self._cache_sizes[key] = size
+        self._cached += size
+        while self._cached > self.cache_bytes:
+            old, _entries = cache.popitem(last=False)
+            self._cached -= self._cache_sizes.pop(old)
 
     def _append_and_sync(self, record: bytes, max_index: int) -> None:
         writer = self._require_writer()
@@ -442,4 +605,4 @@ class WalLogStore:
         if removed:
             self.fs.sync_dir(self.directory)
         self._snapshot_indexes = kept
-        writer.remove_through(kept[-1])
+        writer.remove_through(min(kept[-1], self._released))

@@ -35,7 +35,7 @@ from herald.errors import (
     CorruptLogError,
     CorruptSnapshotError,
 )
-from herald.raft.types import Entry, HardState, Snapshot
+from herald.raft.types import HardState, Snapshot
 
 from . import format as fmt
 from .files import (
@@ -48,6 +48,7 @@ from .files import (
     snapshot_name,
 )
 from .fs import FileSystem, join
+from .logindex import LogIndex
 from .wal import SegmentInfo, find_valid_record, scan_records
 
 __all__ = ["Discard", "Recovered", "RecoveryReport", "TailTruncation", "recover"]
@@ -102,7 +103,7 @@ class Recovered:
 
     hard_state: HardState
     snapshot: Snapshot | None
-    entries: list[Entry]
+    index: LogIndex  # where the entries after the snapshot are
     report: RecoveryReport
     segments: list[SegmentInfo]  # what is left on disk, in order
     tail_size: int  # valid bytes in the last segment
@@ -129,29 +130,29 @@ class _Damage(Exception):  # noqa: N818 - internal control flow, never escapes
 
 
 class _Replay:
-    """The log as the records describe it, materialized only above the snapshot."""
+    """The log as the records describe it, indexed (not decoded) above the snapshot."""
 
     def __init__(self, base: int, base_term: int) -> None:
         self.base = base
         self.base_term = base_term
-        self.entries: list[Entry] = []  # base+1 .. last, when last > base
+        self.index = LogIndex(base, base_term)  # base+1 .. last, when last > base
         self.last = base  # the last index of the log; may drop below base
         self.term_at_base: int | None = None  # as the log last said, if it covered base
         self.commit = 0
         self.records = 0
         self.seen_entries = False  # any ENTRIES record applied yet
 
-    def apply(self, data: bytes, records: list[tuple[int, int, int]]) -> int:
-        """Apply a segment's records in order; returns the highest index they name.
+    def apply(self, seq: int, data: bytes, records: list[tuple[int, int, int]]) -> int:
+        """Apply segment ``seq``'s records in order; returns the highest index they name.
 
         Raises _Damage at the first record that cannot follow what came before.
         """
         base = self.base
-        entries = self.entries
-        append = entries.append
+        index = self.index
+        append_one = index.append_one
         one_entry = fmt.ONE_ENTRY_HEAD.unpack_from
         one_size = fmt.ONE_ENTRY_HEAD.size
-        kinds = fmt.KINDS
+        kinds = len(fmt.KINDS)
         highest = 0
         for record_type, offset, end in records:
             body = offset + 8
@@ -163,40 +164,40 @@ class _Replay:
                     and first == self.last + 1
                     and first > base
                     and body + one_size + length == end
-                    and kind < len(kinds)
+                    and kind < kinds
                 ):
-                    # The common case, one entry appended, decoded inline.
-                    append(Entry(term, first, data[body + one_size : end], kinds[kind]))
+                    # The common case, one entry appended, indexed inline.
+                    append_one(seq, offset, end, first, term)
                     self.last = highest = first
                     self.records += 1
                     self.seen_entries = True
                     continue
-                highest = max(highest, self._apply_entries(data, offset, end, first, count))
+                highest = max(highest, self._apply_entries(seq, data, offset, end))
             elif record_type == fmt.COMMIT:
                 self.commit = fmt.decode_commit(data, body)
             elif record_type == fmt.SNAPSHOT:
-                index, term = fmt.decode_snapshot_marker(data, body)
-                if index > base:
-                    raise _Damage(
-                        offset, f"the log was reset to snapshot {index}, which is gone", index
-                    )
-                if index == base and term != self.base_term:
-                    raise _Damage(offset, f"snapshot {index} has term {self.base_term}, not {term}")
-                entries.clear()
-                self.term_at_base = term if index == base else None
-                self.last = index
-                highest = max(highest, index)
+                at, term = fmt.decode_snapshot_marker(data, body)
+                if at > base:
+                    raise _Damage(offset, f"the log was reset to snapshot {at}, which is gone", at)
+                if at == base and term != self.base_term:
+                    raise _Damage(offset, f"snapshot {at} has term {self.base_term}, not {term}")
+                index.reset(base, self.base_term)
+                self.term_at_base = term if at == base else None
+                self.last = at
+                highest = max(highest, at)
             else:
                 raise _Damage(offset, f"unknown record type {record_type}")
             self.records += 1
         return highest
 
-    def _apply_entries(self, data: bytes, offset: int, end: int, first: int, count: int) -> int:
+    def _apply_entries(self, seq: int, data: bytes, offset: int, end: int) -> int:
         base = self.base
-        entries = self.entries
-        body = offset + 8
+        try:
+            first, count, terms = fmt.entries_terms(data, offset + 8, end)
+        except (ValueError, IndexError, struct.error) as error:
+            raise _Damage(offset, f"malformed entries record: {error}") from error
         last = first + count - 1
-        if count == 0 or first == 0:
+        if first == 0:
             raise _Damage(offset, "empty entries record")
         if first > self.last + 1:
             if not self.seen_entries:
@@ -208,22 +209,11 @@ class _Replay:
             raise _Damage(
                 offset, f"entries jump from index {self.last} to {first}: some are missing"
             )
-        try:
-            if first <= base:
-                # Truncates everything above the snapshot: only the part of this
-                # record above it (if any) is materialized.
-                entries.clear()
-                if base and last >= base:
-                    self.term_at_base = fmt.term_at(data, body, base)
-                elif base:
-                    self.term_at_base = None
-                if last > base:
-                    entries.extend(fmt.decode_entries(data, body, end, base + 1 - first))
-            else:
-                del entries[first - base - 1 :]
-                entries.extend(fmt.decode_entries(data, body, end))
-        except (ValueError, IndexError, struct.error) as error:
-            raise _Damage(offset, f"malformed entries record: {error}") from error
+        if first <= base and base:
+            # Truncates everything above the snapshot: only the part of this
+            # record above it (if any) stays indexed.
+            self.term_at_base = terms[base - first] if last >= base else None
+        self.index.add(seq, offset, end, first, terms, count)
         self.last = last
         self.seen_entries = True
         return last
@@ -239,7 +229,7 @@ class _Replay:
         """
         mismatch = self.term_at_base is not None and self.term_at_base != self.base_term
         if self.base and (mismatch or self.last < self.base):
-            self.entries.clear()
+            self.index.reset(self.base, self.base_term)
             self.last = self.base
             return True
         return False
@@ -352,7 +342,7 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
                 raise _Damage(0, f"header says segment {header_seq}")
             scan = scan_records(data, fmt.SEGMENT_HEADER_SIZE)
             valid_end = scan.end
-            highest = replay.apply(data, scan.records)
+            highest = replay.apply(seq, data, scan.records)
             if scan.damage is not None:
                 if not is_last or find_valid_record(data, scan.end) is not None:
                     where = "followed by valid records" if is_last else "in a sealed segment"
@@ -385,9 +375,9 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         # snapshot nor the log still hold: starting would forget them.
         _refuse_snapshot(corrupt_snapshots[0])
 
-    entries = replay.entries
+    log_index = replay.index
     last_index = replay.last
-    _check_hard_state(directory, hard_state, has_hard_state, snapshot, entries, last_index)
+    _check_hard_state(directory, hard_state, has_hard_state, log_index.last_term(), last_index)
     # The commit index comes from the log stream alone, never from the hard
     # state file: the file is made durable before the records of the same sync,
     # so after a crash between them (or after repair cut the stream short) it
@@ -409,7 +399,7 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         segments=len(segment_names),
         records=replay.records,
         bytes_scanned=bytes_scanned,
-        entries=len(entries),
+        entries=len(log_index),
         tail=tail,
         discarded=discarded,
         corrupt_snapshots=tuple(error.path for error in corrupt_snapshots),
@@ -420,7 +410,7 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
     return Recovered(
         hard_state=hard_state,
         snapshot=snapshot,
-        entries=entries,
+        index=log_index,
         report=report,
         segments=segments,
         tail_size=tail_size,
@@ -469,8 +459,7 @@ def _check_hard_state(
     directory: str,
     hard_state: HardState,
     present: bool,
-    snapshot: Snapshot | None,
-    entries: list[Entry],
+    log_term: int,
     last_index: int,
 ) -> None:
     path = join(directory, HARD_STATE_FILE)
@@ -481,7 +470,6 @@ def _check_hard_state(
     # The hard state is made durable before any entry or snapshot written with
     # it, and a node's term never falls below a term in its log: a hard state
     # older than the log was rolled back (a lost rename, a restored backup).
-    log_term = entries[-1].term if entries else (snapshot.term if snapshot is not None else 0)
     if hard_state.term < log_term:
         raise CorruptHardStateError(
             path, 0, f"term {hard_state.term} is older than the log's last term {log_term}"

@@ -25,7 +25,7 @@ What the disk does
      crash its bytes read as zeros (the size was updated, the data not).
   5. *Bit flip* (``bit_flip``, per append reaching the media). One bit of the
      stored copy is flipped; reads see it after the next crash.
-  6. *Read error* (``read_error``, per read). ``read`` fails with EIO
+  6. *Read error* (``read_error``, per read). ``read`` or ``read_range`` fails with EIO
      (:class:`~herald.errors.StorageIOError`); a retry may succeed.
   7. *Failed fsync* (``fsync_error``, per file sync). The sync raises, and the
      file's unsynced appends are dropped from the media although the cache
@@ -347,6 +347,13 @@ class SimFileSystem:
             self._count("read_error")
             raise StorageIOError(path, "read", "simulated EIO")
         return bytes(self._inodes[number].cache)
+
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        number = self._lookup(path, "read")
+        if self._chance(self.faults.read_error):
+            self._count("read_error")
+            raise StorageIOError(path, "read", "simulated EIO")
+        return bytes(self._inodes[number].cache[offset : offset + length])
 
     def create(self, path: str) -> FileHandle:
         directory, name = self._split(path, "create")

@@ -75,6 +75,12 @@ class VolatileFileSystem:
         pending = self._unsynced.get(path)
         return data + bytes(pending) if pending else data
 
+    def read_range(self, path: str, offset: int, length: int) -> bytes:
+        pending = self._unsynced.get(path)
+        if not pending:
+            return self._os.read_range(path, offset, length)
+        return self.read(path)[offset : offset + length]
+
     def create(self, path: str) -> FileHandle:
         self._unsynced.pop(path, None)
         return _VolatileFile(self, self._os.create(path))

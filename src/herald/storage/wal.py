@@ -176,15 +176,20 @@ class SegmentWriter:
     def current(self) -> SegmentInfo:
         return self.segments[-1]
 
-    def append(self, data: bytes, max_index: int) -> None:
-        """Append whole records; ``max_index`` is the highest log index among them."""
+    def append(self, data: bytes, max_index: int) -> tuple[int, int]:
+        """Append whole records; ``max_index`` is the highest log index among them.
+
+        Returns where ``data`` went: the segment's sequence number and the offset.
+        """
         if self.size > fmt.SEGMENT_HEADER_SIZE and self.size + len(data) > self.segment_size:
             self._roll_over()
+        offset = self.size
         self.handle.append(data)
         self.size += len(data)
         self._dirty = True
         current = self.segments[-1]
         current.max_index = max(current.max_index, max_index)
+        return current.seq, offset
 
     def _roll_over(self) -> None:
         # The full segment is made durable before its successor exists, so a
