@@ -17,6 +17,7 @@ from herald.broker import (
     Deliveries,
     Delivery,
     DeliveryMode,
+    Message,
     Publish,
     QueueOptions,
     Result,
@@ -25,7 +26,7 @@ from herald.broker import (
     encode,
 )
 from herald.broker.state import Producer, Queue
-from herald.errors import BrokerError
+from herald.errors import BrokerError, CompactedError
 from herald.raft import Entry
 
 T = TypeVar("T")
@@ -64,20 +65,72 @@ def without_producers(broker: Broker) -> bytes:
     return twin.snapshot()
 
 
+def without_positions(broker: Broker) -> tuple[bytes, list[tuple[str, Message]]]:
+    """The state with every message's place in the log left out, and the messages
+    themselves (read back): what two brokers that applied the same commands in
+    different entries share."""
+    twin = Broker()
+    twin.restore(broker.snapshot(), broker.applied_index)
+    messages: list[tuple[str, Message]] = []
+    for queue in twin._state.queues.values():
+        index = queue.messages
+        records = [(sequence, index.record(sequence)) for sequence in index.sequences()]
+        index.clear()
+        for sequence, (_entry, _offset, _length, size, time, refs) in records:
+            messages.append((queue.name, broker.message(queue.name, sequence)))
+            index.add(sequence, (1, 0, 0, size, time, refs))
+        for key, letter in list(queue.dead_letters.items()):
+            messages.append((queue.name, letter.message))
+            queue.dead_letters[key] = replace(
+                letter, stored=replace(letter.stored, index=1, offset=0, length=0)
+            )
+    return twin.snapshot(), messages
+
+
+class LoggedBroker(Broker):
+    """A broker whose log is the entries it was given, as a node's log holds them:
+    message bodies are read back from there."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: dict[int, bytes] = {}
+        self.reader = self.entries.__getitem__
+
+    def apply(self, entry: Entry) -> Result:
+        self.entries[entry.index] = entry.data
+        return super().apply(entry)
+
+
 class Driver:
     """Applies commands in log order at a clock the test moves by hand."""
 
-    def __init__(self, broker: Broker | None = None) -> None:
+    def __init__(
+        self, broker: Broker | None = None, *, log: dict[int, bytes] | None = None
+    ) -> None:
         self.broker = broker or Broker()
         self.index = self.broker.applied_index
         self.time = max(self.broker.now, 1_000)
         self.log: list[bytes] = []
+        #: The entries by index, where message bodies are read from; a replica
+        #: restored from another driver's snapshot shares that driver's.
+        self.entries: dict[int, bytes] = log if log is not None else {}
+        if self.broker.reader is None:
+            self.broker.reader = self.read
+
+    def read(self, index: int) -> bytes:
+        try:
+            return self.entries[index]
+        except KeyError:
+            raise CompactedError(f"entry {index} is not in the test's log") from None
 
     def run(self, command: Command) -> Result:
         """Encode, apply as the next entry, check the invariants; return the result."""
         data = encode(command)
         self.log.append(data)
         self.index += 1
+        self.entries[self.index] = data
         result = self.broker.apply(Entry(1, self.index, data))
         self.broker.check_invariants()
         return result

@@ -181,7 +181,7 @@ def check_peek(broker: Broker) -> None:
     """Peek shows the first unsettled (or retained) messages, as the state holds them."""
     for name, queue in broker._state.queues.items():
         limit = 3
-        retained = sorted(queue.messages)[:limit]
+        retained = sorted(queue.messages.sequences())[:limit]
         assert [p.sequence for p in broker.peek(name, None, limit)] == retained
         for group in queue.groups.values():
             unsettled = sorted([*group.backlog, *group.pending])[:limit]

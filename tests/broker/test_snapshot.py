@@ -14,28 +14,26 @@ from herald.broker import (
     SECOND,
     Ack,
     Broker,
+    Command,
     CreateQueue,
     Deliver,
     Deliveries,
     DeliveryMode,
     Nack,
     Publish,
-    QueueOptions,
-    Receipt,
     Reject,
     Subscribe,
-    decode,
+    Tick,
     encode,
 )
 from herald.broker.snapshot import MAGIC, VERSION
 from herald.errors import (
     BrokerSnapshotError,
     MessageTooLargeError,
-    ProducerSequenceGapError,
     QueueFullError,
 )
 from herald.node.host import NodeHost
-from herald.raft import Config, Entry, Message
+from herald.raft import Config, Message
 from herald.sim.storage import SimLogStore
 
 from .helpers import Driver
@@ -99,7 +97,7 @@ def test_round_trip_of_a_rich_state() -> None:
         lambda b: b[:-1],
         lambda b: b + b"\0",
         lambda b: b"XXXXXXXX" + b[8:],
-        lambda b: b[:8] + b"\x03\0\0\0" + b[12:],
+        lambda b: b[:8] + b"\x04\0\0\0" + b[12:],
         lambda b: b[: len(b) // 2],
         lambda b: b"",
     ],
@@ -137,9 +135,10 @@ def test_refusals_round_trip_as_equal_errors() -> None:
     d = rich_state()
     restored = Broker()
     restored.restore(d.broker.snapshot(), d.index)
+    replica = Driver(restored, log=dict(d.entries))
     for queue, producer, number in (("q", "p", 5), ("other", "r", 3)):
         command = Publish(queue, b"", producer=producer, producer_sequence=number, time=d.time)
-        original, again = d.broker.execute(command), restored.execute(command)
+        original, again = d.run(command), replica.run(command)
         assert isinstance(original, (MessageTooLargeError, QueueFullError))
         assert again == original and vars(again) == vars(original)
     assert restored.snapshot() == d.broker.snapshot()
@@ -152,15 +151,7 @@ def test_snapshot_refusals_of_an_unknown_error_class_are_refused() -> None:
         Broker().restore(blob.replace(b"QueueFullError", b"QueueFullErrox"), 1)
 
 
-# Written by version 1 (before refusals were remembered) from VERSION_1_LOG.
-VERSION_1_LOG = (
-    CreateQueue("q", QueueOptions(producer_window=2), time=1_000),
-    Subscribe("q", "g", "c", time=1_000),
-    Publish("q", b"a", producer="p", producer_sequence=1, time=2_000),
-    Publish("q", b"b", message_id="k", producer="p", producer_sequence=2, time=3_000),
-    Publish("q", b"c", producer="p", producer_sequence=3, time=4_000),
-    Deliver("q", "g", "c", 1, time=5_000),
-)
+# Written by version 1, which kept every message body in the state.
 VERSION_1_SNAPSHOT = bytes.fromhex(
     "4842524b534e4150010000008813000000000000020000000000000003000000000000000100000001000000"
     "7100001000000000000000000000000000000000000000000005000000000000000060d71d1400000080c3c9"
@@ -179,18 +170,14 @@ VERSION_1_SNAPSHOT = bytes.fromhex(
 )
 
 
-def test_a_version_1_snapshot_is_read_as_the_state_its_log_makes() -> None:
-    assert VERSION == 2 and VERSION_1_SNAPSHOT[8] == 1
-    old = Broker()
-    old.restore(VERSION_1_SNAPSHOT, len(VERSION_1_LOG))
-    replayed = Broker()
-    for index, command in enumerate(VERSION_1_LOG, start=1):
-        replayed.apply(Entry(1, index, encode(command)))
-    assert old.snapshot() == replayed.snapshot()
-    again = old.execute(Publish("q", b"c", producer="p", producer_sequence=3, time=6_000))
-    assert isinstance(again, Receipt) and again.duplicate and again.sequence == 3
-    gap = old.execute(Publish("q", b"e", producer="p", producer_sequence=5, time=6_000))
-    assert isinstance(gap, ProducerSequenceGapError)
+@pytest.mark.parametrize("version", [1, 2])
+def test_snapshots_that_kept_bodies_are_refused_with_the_reason(version: int) -> None:
+    assert VERSION == 3 and VERSION_1_SNAPSHOT[8] == 1
+    blob = VERSION_1_SNAPSHOT[:8] + bytes([version]) + VERSION_1_SNAPSHOT[9:]
+    broker = Broker()
+    with pytest.raises(BrokerSnapshotError, match="kept message bodies in memory"):
+        broker.restore(blob, 6)
+    assert broker.snapshot() == Broker().snapshot()  # the state is kept
 
 
 def test_stale_timers_are_swept() -> None:
@@ -229,31 +216,51 @@ def host(store: SimLogStore, broker: Broker) -> NodeHost:
     )
 
 
-def test_a_node_host_compacts_with_broker_snapshots_and_restarts_from_them() -> None:
-    store = SimLogStore()
-    node = host(store, Broker())
-    node.node.campaign()
-    node.process_all()
-    commands = [
-        CreateQueue("q", time=1),
-        Subscribe("q", "g", "c", time=2),
-        *(Publish("q", bytes([n]), message_id=f"k{n}", time=3 + n) for n in range(50)),
-    ]
+def reading(node: NodeHost) -> Broker:
+    """The host's broker, reading bodies from the host's log (as ServerCore sets it up)."""
+    broker = node.state_machine
+    assert isinstance(broker, Broker)
+    broker.reader = lambda index: node.node.raft.log.slice(index, index + 1, 1 << 62)[0].data
+    return broker
+
+
+def run(node: NodeHost, *commands: Command) -> None:
     for command in commands:
         node.propose(encode(command))
         node.process_all()
-    assert node.storage.snapshot().index > 20  # compacted
-    broker = node.state_machine
-    assert isinstance(broker, Broker)
+
+
+def test_a_node_host_checkpoints_the_broker_and_keeps_the_entries_its_messages_are_in() -> None:
+    store = SimLogStore()
+    node = host(store, Broker())
+    broker = reading(node)
+    node.node.campaign()
+    node.process_all()
+    run(
+        node,
+        CreateQueue("q", time=1),
+        Subscribe("q", "g", "c", DeliveryMode.AT_MOST_ONCE, time=2),
+        *(Publish("q", bytes([n]), message_id=f"k{n}", time=3 + n) for n in range(50)),
+    )
+    # Checkpoints were taken, but the log still holds every message's entry.
+    assert store.load().checkpoint is not None
+    assert node.storage.first_index() <= broker.pin() <= 4
+    assert node.storage.snapshot_meta.index < broker.pin()
     before = broker.snapshot()
 
-    restarted_broker = Broker()
-    restarted = host(store, restarted_broker)
+    restarted = host(store, Broker())
+    restarted_broker = reading(restarted)
+    assert restarted.node.raft.log.applied > 20  # from the checkpoint, not from the start
     restarted.node.campaign()
     restarted.process_all()
-    assert restarted_broker.snapshot() == before  # snapshot restored, tail re-applied
-    restarted.propose(encode(Publish("q", b"again", message_id="k7", time=100)))
-    restarted.process_all()
+    assert restarted_broker.snapshot() == before  # checkpoint restored, tail re-applied
+    assert restarted_broker.message("q", 1).body == b"\x00"  # read from the log
+    run(restarted, Publish("q", b"again", message_id="k7", time=100))
     assert restarted_broker.stats("q").counters.duplicates_by_key == 1
-    last = restarted.storage.last_index()
-    assert isinstance(decode(store.entries(last, last + 1, 1 << 20)[0].data), Publish)
+
+    # Once every message is settled, the next checkpoint is where the log starts.
+    run(restarted, Deliver("q", "g", "c", 100, time=101))
+    run(restarted, *(Tick(time=102 + n) for n in range(25)))
+    assert restarted_broker.stats("q").length == 0
+    assert restarted.storage.snapshot_meta.index > 50
+    assert restarted.storage.first_index() > 40

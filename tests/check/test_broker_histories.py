@@ -54,11 +54,14 @@ class Workload:
         self.time = 1_000
         self.messages = messages
         self.inbox: set[str] = set()
+        self.log: dict[int, bytes] = {}  # the entries, where bodies are read back from
+        broker.reader = self.log.__getitem__
 
     def apply(self, command: Command) -> Result:
         self.index += 1
         self.time += self.rng.randint(1, 50_000)
-        return self.broker.apply(Entry(1, self.index, encode(command)))
+        data = self.log[self.index] = encode(command)
+        return self.broker.apply(Entry(1, self.index, data))
 
     def stamp(self) -> int:
         return self.time + 1
@@ -209,8 +212,7 @@ class DropsEveryTenthPublish(BrokerBase):
         receipt = super()._publish(command)
         if not receipt.duplicate and receipt.sequence % 10 == 0:
             queue = self._queue(command.queue)
-            stored = queue.messages.pop(receipt.sequence)
-            queue.bytes -= stored.size
+            queue.messages.remove(receipt.sequence)
             for group in queue.groups.values():
                 group.backlog.pop()
         return receipt

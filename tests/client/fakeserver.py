@@ -41,7 +41,7 @@ from typing import Any
 
 import msgspec
 
-from herald.broker import Broker, QueueOptions
+from herald.broker import Broker, QueueOptions, encode
 from herald.broker import commands as cmd
 from herald.broker.model import (
     Deliveries,
@@ -61,6 +61,7 @@ from herald.errors import (
     MalformedFrameError,
     ProtocolError,
 )
+from herald.raft import Entry
 from herald.wire import protocol as p
 from herald.wire.frames import (
     FrameDecoder,
@@ -90,6 +91,26 @@ def now_us() -> int:
     return int(time.time() * 1_000_000)
 
 
+class LoggedBroker(Broker):
+    """The real broker over a log kept in this process: each command is the next
+    entry, and message bodies are read back from those entries."""
+
+    __slots__ = ("entries",)
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.entries: list[bytes] = []
+        self.reader = lambda index: self.entries[index - 1]
+
+
+def _append(broker: Broker, command: cmd.Command) -> Any:
+    if not isinstance(broker, LoggedBroker):
+        raise TypeError("a fake server needs a LoggedBroker")
+    data = encode(command)
+    broker.entries.append(data)
+    return broker.apply(Entry(1, len(broker.entries), data))
+
+
 class FakeServer:
     def __init__(
         self,
@@ -101,7 +122,7 @@ class FakeServer:
         max_frame: int = 16 << 20,
     ) -> None:
         self.node = node
-        self.broker = broker or Broker()
+        self.broker = broker or LoggedBroker()
         self.is_leader = leader
         self.leader_node = node if leader else 0
         self.leader_address = ""
@@ -177,7 +198,7 @@ class FakeServer:
         while True:
             await asyncio.sleep(0.01)
             if self.is_leader:
-                self.broker.execute(cmd.Tick(time=now_us()))
+                self._run(cmd.Tick(time=now_us()))
 
     # -- a connection ----------------------------------------------------------------
 
@@ -319,7 +340,7 @@ class FakeServer:
             writer.write(encode_messages([reply]))
 
     def _run(self, command: cmd.Command) -> Any:
-        result = self.broker.execute(command)
+        result = _append(self.broker, command)
         if isinstance(result, BrokerError):
             raise result
         return result
@@ -485,7 +506,7 @@ class FakeCluster:
     """Several fakes over one broker; ``leader`` answers, the others redirect to it."""
 
     def __init__(self, size: int = 3) -> None:
-        broker = Broker()
+        broker = LoggedBroker()
         self.servers = [FakeServer(n + 1, broker=broker, leader=n == 0) for n in range(size)]
         self.broker = broker
 

@@ -45,6 +45,7 @@ class Loaded:
     repaired: bool
     discarded_from_index: int | None
     recovering_term: int
+    checkpoint: Snapshot | None
     entries: tuple[Entry, ...]
 
 

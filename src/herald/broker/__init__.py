@@ -8,7 +8,7 @@ transitions go through the log, how time works, and the delivery semantics.
 Nothing here reads a clock, a socket, a file or a global random generator.
 """
 
-from .codec import decode, encode, encode_batch
+from .codec import batch_spans, decode, encode, encode_batch
 from .commands import (
     Ack,
     Batch,
@@ -125,6 +125,7 @@ __all__ = [
     "Subscribe",
     "Tick",
     "Ticked",
+    "batch_spans",
     "decode",
     "encode",
     "encode_batch",

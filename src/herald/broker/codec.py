@@ -46,7 +46,7 @@ from __future__ import annotations
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypeAlias
 
 from herald.errors import InvalidCommandError, MalformedCommandError
 
@@ -71,7 +71,19 @@ from .commands import (
 )
 from .model import DeliveryMode, QueueOptions
 
-__all__ = ["OPCODES", "VERSION", "decode", "encode"]
+__all__ = [
+    "OPCODES",
+    "VERSION",
+    "Span",
+    "batch_spans",
+    "decode",
+    "decode_entry",
+    "decode_publish",
+    "encode",
+]
+
+#: Where one command is inside an entry's data: (offset, length).
+Span: TypeAlias = tuple[int, int]
 
 VERSION: Final = 1
 
@@ -275,13 +287,26 @@ def encode_batch(encoded: list[bytes], time: int) -> bytes:
     return b"".join(parts)
 
 
-def _decode_batch(data: bytes) -> Batch:
+def batch_spans(lengths: list[int]) -> list[Span]:
+    """Where the commands of ``encode_batch(payloads)`` are, given the payloads' lengths."""
+    spans: list[Span] = []
+    offset = _BATCH_HEAD.size
+    for length in lengths:
+        offset += 4
+        spans.append((offset, length))
+        offset += length
+    return spans
+
+
+def _decode_batch(data: bytes, spans: list[Span] | None = None) -> Batch:
     _version, _opcode, time, count = _BATCH_HEAD.unpack_from(data, 0)
     offset = _BATCH_HEAD.size
     commands: list[Command] = []
     for _ in range(count):
         (length,) = _LENGTH.unpack_from(data, offset)
         offset += 4
+        if spans is not None:
+            spans.append((offset, length))
         end = offset + length
         if end > len(data):
             raise MalformedCommandError("a batched command runs past the end of the entry")
@@ -296,6 +321,28 @@ def _decode_batch(data: bytes) -> Batch:
 
 
 # -- decoding -------------------------------------------------------------------------------
+
+
+def decode_entry(data: bytes) -> tuple[Command, list[Span]]:
+    """The command in an entry payload and where each command it holds is: one span
+    per command of a batch, else the whole entry. Raises MalformedCommandError."""
+    if len(data) >= _HEAD.size and data[0] == VERSION and data[1] == _BATCH_OPCODE:
+        spans: list[Span] = []
+        try:
+            return _decode_batch(data, spans), spans
+        except MalformedCommandError:
+            raise
+        except (struct.error, UnicodeDecodeError, InvalidCommandError, TypeError) as error:
+            raise MalformedCommandError(f"undecodable command: {error}") from None
+    return decode(data), [(0, len(data))]
+
+
+def decode_publish(data: bytes) -> Publish:
+    """The Publish command in ``data``. Raises MalformedCommandError for anything else."""
+    command = decode(data)
+    if type(command) is not Publish:
+        raise MalformedCommandError(f"not a publish: {type(command).__name__}")
+    return command
 
 
 def decode(data: bytes) -> Command:

@@ -170,7 +170,7 @@ from herald.errors import (
 from herald.raft import Entry, EntryKind
 
 from . import snapshot as _snapshot
-from .codec import decode
+from .codec import Span, decode_entry
 from .commands import (
     Ack,
     Batch,
@@ -190,6 +190,7 @@ from .commands import (
     Subscribe,
     Tick,
 )
+from .index import Backlog
 from .model import (
     Acked,
     BatchResult,
@@ -238,9 +239,9 @@ from .state import (
     Producer,
     Queue,
     Refusal,
-    Stored,
     Timer,
 )
+from .stored import EntryReader, MessageRef
 
 __all__ = ["PEEK_LIMIT", "Broker", "Result"]
 
@@ -277,11 +278,17 @@ _PEEK_STATES: Final[dict[int, PeekState]] = {LEASED: "leased", READY: "ready", D
 class Broker:
     """The replicated queue state machine. Not thread-safe; one host drives it."""
 
-    __slots__ = ("_garbage", "_handlers", "_state", "applied_index")
+    __slots__ = ("_garbage", "_handlers", "_spans", "_state", "applied_index", "reader")
 
-    def __init__(self) -> None:
+    def __init__(self, reader: EntryReader | None = None) -> None:
         self._state = BrokerState()
         self.applied_index = 0
+        #: Reads a committed entry's data back from the log: message bodies stay
+        #: there, and are read when a delivery, peek or dead letter is looked at.
+        self.reader = reader
+        #: While an entry is applied: where each of its commands is in its data (see
+        #: _where); None outside apply.
+        self._spans: list[Span] | None = None
         self._garbage = 0  # an estimate of the stale timers in the heap
         self._handlers: dict[type[Command], Callable[[Any], Result]] = {
             Publish: self._publish,
@@ -311,10 +318,21 @@ class Broker:
         if entry.kind != EntryKind.NORMAL:
             return Ticked(self._state.now)
         try:
-            command = decode(entry.data)
+            command, spans = decode_entry(entry.data)
         except MalformedCommandError as error:
             return error
-        return self.execute(command)
+        return self.apply_decoded(entry.index, command, spans)
+
+    def apply_decoded(self, index: int, command: Command, spans: list[Span]) -> Result:
+        """Apply entry ``index`` from its already decoded command; ``spans`` says where
+        each command is in the entry's data (what :func:`~herald.broker.codec.decode_entry`
+        returns): a stored message is known by that place in the log."""
+        self.applied_index = index
+        self._spans = spans
+        try:
+            return self.execute(command)
+        finally:
+            self._spans = None
 
     def snapshot(self) -> bytes:
         """The whole state, deterministically serialized (see :mod:`herald.broker.snapshot`)."""
@@ -323,9 +341,28 @@ class Broker:
     def restore(self, data: bytes, index: int) -> None:
         """Replace the state by a snapshot taken at ``index``. Raises BrokerSnapshotError
         (and keeps the current state) if ``data`` does not decode."""
-        self._state = _snapshot.load(data)
+        self._state = _snapshot.load(data, self._read)
         self._garbage = 0
         self.applied_index = index
+
+    def pin(self) -> int:
+        """The lowest log index this state still reads: the oldest entry holding a
+        retained or dead-lettered message (``applied_index + 1`` if there is none).
+        The log must keep every entry from here on."""
+        lowest = self.applied_index + 1
+        for queue in self._state.queues.values():
+            retained = queue.messages.pin()
+            if retained:
+                lowest = min(lowest, retained)
+            for letter in queue.dead_letters.values():
+                lowest = min(lowest, letter.stored.index)
+        return lowest
+
+    def _read(self, index: int) -> bytes:
+        reader = self.reader
+        if reader is None:
+            raise InvalidCommandError("this broker was given no log to read message bodies from")
+        return reader(index)
 
     # -- applying commands ------------------------------------------------------------------
 
@@ -362,7 +399,15 @@ class Broker:
         # before the deadline, was in time for. (A test subclass that calls
         # self._advance_clock(command.time) here puts that bug back.)
         execute = self.execute
-        return BatchResult(tuple(execute(inner) for inner in command.commands))
+        spans = self._spans
+        if spans is None or len(spans) != len(command.commands):
+            return BatchResult(tuple(execute(inner) for inner in command.commands))
+        results: list[Result] = []
+        for span, inner in zip(spans, command.commands, strict=True):
+            self._spans = [span]
+            results.append(execute(inner))
+        self._spans = spans
+        return BatchResult(tuple(results))
 
     def _tick(self, command: Tick) -> Ticked:
         return Ticked(self._state.now)
@@ -400,7 +445,6 @@ class Broker:
             for consumer in group.consumers.values():
                 consumer.leases.clear()
         queue.messages.clear()
-        queue.bytes = 0
         if command.dead_letters:
             queue.dead_letters.clear()
         queue.counters.purged += purged
@@ -409,12 +453,16 @@ class Broker:
     # -- publishing ----------------------------------------------------------------------------
 
     def _publish(self, command: Publish) -> Receipt:
+        spans = self._spans
+        if spans is None or len(spans) != 1:
+            # Bodies stay in the log, so a publish is only applied from its entry.
+            raise InvalidCommandError("a publish is only applied from its log entry (apply)")
         queue = self._state.queues.get(command.queue)
         if queue is None:
             raise UnknownQueueError(command.queue)
         name = command.producer
         if name is None:
-            return self._store(queue, command, None, None)
+            return self._store(queue, command, None, None, spans[0])
         number = command.producer_sequence
         producer = queue.producers.get(name)
         if producer is not None:
@@ -424,7 +472,7 @@ class Broker:
             if number != last + 1:
                 raise ProducerSequenceGapError(queue.name, name, last + 1, number)
         try:
-            return self._store(queue, command, name, producer)
+            return self._store(queue, command, name, producer, spans[0])
         except BrokerError as refusal:
             self._record_refusal(queue, name, producer, number, refusal)
             raise
@@ -444,10 +492,16 @@ class Broker:
         return Receipt(queue.name, outcome, True, _REPLICATED, queue.incarnation)
 
     def _store(
-        self, queue: Queue, command: Publish, name: str | None, producer: Producer | None
+        self,
+        queue: Queue,
+        command: Publish,
+        name: str | None,
+        producer: Producer | None,
+        span: Span,
     ) -> Receipt:
         """Store the message (or answer it as a duplicate of its key) and record the
         outcome of the producer's number, ``name`` being the producer (or None).
+        ``span``: where the publish is in the entry being applied.
 
         Refuses (raises) before changing anything; the caller records the refusal.
         """
@@ -472,18 +526,17 @@ class Broker:
 
         if options.max_length is not None and len(queue.messages) >= options.max_length:
             raise QueueFullError(queue.name, "length", options.max_length)
-        if options.max_bytes is not None and queue.bytes + size > options.max_bytes:
+        if options.max_bytes is not None and queue.messages.bytes + size > options.max_bytes:
             raise QueueFullError(queue.name, "bytes", options.max_bytes)
+
+        offset, length = span
 
         # Accepted: nothing below can fail.
         now = state.now
         sequence = queue.next_sequence
         queue.next_sequence = sequence + 1
         groups = queue.groups
-        queue.messages[sequence] = Stored(
-            Message(sequence, body, headers, message_id, now, name), size, len(groups)
-        )
-        queue.bytes += size
+        queue.messages.add(sequence, (self.applied_index, offset, length, size, now, len(groups)))
         for group in groups.values():
             group.backlog.append(sequence)
         if message_id is not None:
@@ -558,12 +611,11 @@ class Broker:
         queue = self._queue(command.queue)
         group = queue.groups.get(command.group)
         if group is None:
-            backlog = sorted(queue.messages)
+            backlog = Backlog(queue.messages.sequences())
             origin = backlog[0] if backlog else queue.next_sequence
             group = Group(command.group, origin, state.next_token)
-            group.backlog.extend(backlog)
-            for stored in queue.messages.values():
-                stored.refs += 1
+            group.backlog = backlog
+            queue.messages.add_ref_to_all()
             queue.groups[command.group] = group
         consumer = group.consumers.get(command.consumer)
         now = state.now
@@ -626,11 +678,10 @@ class Broker:
         del queue.groups[group.name]
         for consumer in group.consumers.values():
             self._garbage += 1 + len(consumer.leases)
-        messages = queue.messages
         for sequence in group.backlog:
-            self._release(queue, sequence, messages[sequence])
+            self._release(queue, sequence)
         for sequence in group.pending:
-            self._release(queue, sequence, messages[sequence])
+            self._release(queue, sequence)
         for key in [key for key in queue.dead_letters if key[0] == group.name]:
             del queue.dead_letters[key]
         return GroupDeleted(queue.name, group.name)
@@ -655,35 +706,31 @@ class Broker:
         duration = command.lease_duration or queue.options.lease_duration
         limit = command.max_messages
         out: list[Delivery] = []
-        messages = queue.messages
         if consumer.mode is _AT_LEAST_ONCE:
             retry = group.retry
             pending = group.pending
             while retry and len(out) < limit:
                 sequence = heapq.heappop(retry)
                 out.append(
-                    self._grant(
-                        queue, group, consumer, messages[sequence], pending[sequence], duration
-                    )
+                    self._grant(queue, group, consumer, sequence, pending[sequence], duration)
                 )
             backlog = group.backlog
             while backlog and len(out) < limit:
                 sequence = backlog.popleft()
                 entry = Pending()
                 pending[sequence] = entry
-                out.append(self._grant(queue, group, consumer, messages[sequence], entry, duration))
+                out.append(self._grant(queue, group, consumer, sequence, entry, duration))
         else:
             # Settled in this very step: nothing is leased, nothing can come back.
             backlog = group.backlog
             counters = queue.counters
             while backlog and len(out) < limit:
                 sequence = backlog.popleft()
-                stored = messages[sequence]
                 out.append(
                     Delivery(
                         queue.name,
                         group.name,
-                        stored.message,
+                        self._ref(queue, sequence),
                         1,
                         0,
                         0,
@@ -694,7 +741,7 @@ class Broker:
                     )
                 )
                 counters.delivered += 1
-                self._release(queue, sequence, stored)
+                self._release(queue, sequence)
         return Deliveries(tuple(out))
 
     def _grant(
@@ -702,7 +749,7 @@ class Broker:
         queue: Queue,
         group: Group,
         consumer: Consumer,
-        stored: Stored,
+        sequence: int,
         pending: Pending,
         duration: int,
     ) -> Delivery:
@@ -710,7 +757,6 @@ class Broker:
         now = state.now
         token = state.next_token
         state.next_token = token + 1
-        sequence = stored.message.sequence
         pending.attempts += 1
         attempt = pending.attempts
         reason = pending.reason
@@ -732,7 +778,7 @@ class Broker:
         return Delivery(
             queue.name,
             group.name,
-            stored.message,
+            self._ref(queue, sequence),
             attempt,
             token,
             deadline,
@@ -777,7 +823,7 @@ class Broker:
         consumer.last_seen = self._state.now
         del consumer.leases[sequence]
         del group.pending[sequence]
-        self._release(queue, sequence, queue.messages[sequence])
+        self._release(queue, sequence)
         queue.counters.acked += 1
         self._garbage += 1
         return Acked(queue.name, group.name, sequence)
@@ -865,27 +911,34 @@ class Broker:
         pending: Pending,
         reason: DeadLetterReason,
     ) -> None:
-        stored = queue.messages[sequence]
         queue.dead_letters[(group.name, sequence)] = DeadLetter(
             queue.name,
             group.name,
-            stored.message,
+            self._ref(queue, sequence),
+            queue.messages.record(sequence)[3],
             pending.attempts,
             reason,
             self._state.now,
             tuple(attempt.freeze() for attempt in pending.history),
         )
         del group.pending[sequence]
-        self._release(queue, sequence, stored)
+        self._release(queue, sequence)
         queue.counters.dead_lettered += 1
 
-    def _release(self, queue: Queue, sequence: int, stored: Stored) -> None:
+    def _release(self, queue: Queue, sequence: int) -> None:
         """One group settled the message: forget it once every group has, unless the
         queue has no group left (a queue without groups retains everything)."""
-        stored.refs -= 1
-        if stored.refs <= 0 and queue.groups:
-            del queue.messages[sequence]
-            queue.bytes -= stored.size
+        messages = queue.messages
+        refs = messages.record(sequence)[5] - 1
+        if refs <= 0 and queue.groups:
+            messages.remove(sequence)
+        else:
+            messages.set_refs(sequence, max(refs, 0))
+
+    def _ref(self, queue: Queue, sequence: int) -> MessageRef:
+        """Where retained message ``sequence`` is in the log (KeyError if it is not)."""
+        entry, offset, length, _size, time, _refs = queue.messages.record(sequence)
+        return MessageRef(sequence, entry, offset, length, time, self._read)
 
     # -- dead letters --------------------------------------------------------------------------
 
@@ -903,14 +956,14 @@ class Broker:
         for key in keys:
             letter = dead_letters.pop(key)
             sequence = key[1]
-            stored = queue.messages.get(sequence)
-            if stored is None:
-                message = letter.message
-                size = message_size(message.body, message.headers)
-                queue.messages[sequence] = Stored(message, size, 1)
-                queue.bytes += size
+            record = queue.messages.get(sequence)
+            if record is None:
+                ref = letter.stored
+                queue.messages.add(
+                    sequence, (ref.index, ref.offset, ref.length, letter.size, ref.publish_time, 1)
+                )
             else:
-                stored.refs += 1
+                queue.messages.set_refs(sequence, record[5] + 1)
             pending = Pending()
             pending.attempts = pending.base = letter.attempts
             pending.history = [
@@ -1082,7 +1135,7 @@ class Broker:
             q.name,
             q.options,
             len(q.messages),
-            q.bytes,
+            q.messages.bytes,
             len(q.dead_letters),
             len(q.keys),
             len(q.producers),
@@ -1094,10 +1147,9 @@ class Broker:
     def message(self, queue: str, sequence: int) -> Message:
         """A message the queue retains. Raises UnknownQueueError, UnknownMessageError."""
         q = self._queue(queue)
-        stored = q.messages.get(sequence)
-        if stored is None:
+        if sequence not in q.messages:
             raise UnknownMessageError(q.name, sequence)
-        return stored.message
+        return self._ref(q, sequence).load()
 
     def peek(self, queue: str, group: str | None, limit: int) -> tuple[Peeked, ...]:
         """Look at messages without taking them: nothing is leased, counted or changed.
@@ -1117,7 +1169,6 @@ class Broker:
         if group is not None:
             g = self._group(q, group)
             pending = g.pending
-            messages = q.messages
             shown = []
             state: PeekState
             for sequence in islice(self._unsettled(g, limit), limit):
@@ -1127,7 +1178,7 @@ class Broker:
                 else:
                     attempts, state = entry.attempts, _PEEK_STATES[entry.status]
                 shown.append(
-                    Peeked(q.name, g.name, messages[sequence].message, attempts, state, incarnation)
+                    Peeked(q.name, g.name, self._ref(q, sequence), attempts, state, incarnation)
                 )
             return tuple(shown)
         if q.groups:
@@ -1142,12 +1193,9 @@ class Broker:
                     if len(sequences) == limit:
                         break
         else:
-            # Insertion order is not sequence order here (a redriven message is
-            # inserted again, and survives its group's deletion).
-            sequences = heapq.nsmallest(limit, q.messages)
-        messages = q.messages
+            sequences = list(islice(q.messages.sequences(), limit))
         return tuple(
-            Peeked(q.name, None, messages[sequence].message, 0, "retained", incarnation)
+            Peeked(q.name, None, self._ref(q, sequence), 0, "retained", incarnation)
             for sequence in sequences
         )
 

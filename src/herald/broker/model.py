@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass, replace
-from typing import Literal, TypeAlias
+from typing import TYPE_CHECKING, Literal, TypeAlias
 
 from herald.errors import InvalidOptionsError
+
+if TYPE_CHECKING:
+    from .stored import MessageRef
 
 __all__ = [
     "DAY",
@@ -229,12 +232,13 @@ class Delivery:
     increasing across the whole broker) must be shown to ack, nack, extend or
     reject before ``deadline``. For ``at_most_once`` the message is already
     settled: ``token`` and ``deadline`` are 0. ``incarnation`` is the queue's
-    (see :class:`Receipt`).
+    (see :class:`Receipt`). ``stored`` says where the message is in the log;
+    :attr:`message` reads it from there.
     """
 
     queue: str
     group: str
-    message: Message
+    stored: MessageRef
     attempt: int
     token: int
     deadline: int
@@ -245,7 +249,12 @@ class Delivery:
 
     @property
     def sequence(self) -> int:
-        return self.message.sequence
+        return self.stored.sequence
+
+    @property
+    def message(self) -> Message:
+        """The message, read back from the log (raises what the log's reader raises)."""
+        return self.stored.load()
 
 
 #: Where a peeked message stands: in the peeked group, ``backlog`` (never
@@ -262,14 +271,18 @@ class Peeked:
 
     queue: str
     group: str | None
-    message: Message
+    stored: MessageRef
     attempts: int
     state: PeekState
     incarnation: int
 
     @property
     def sequence(self) -> int:
-        return self.message.sequence
+        return self.stored.sequence
+
+    @property
+    def message(self) -> Message:
+        return self.stored.load()
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,9 +299,13 @@ class DeliveryRecord:
 
 @dataclass(frozen=True, slots=True)
 class DeadLetter:
+    """A message one group gave up on; its body stays in the log until it is
+    redriven, discarded or purged. ``size`` is its size for the queue's limits."""
+
     queue: str
     group: str
-    message: Message
+    stored: MessageRef
+    size: int
     attempts: int
     reason: DeadLetterReason
     time: int
@@ -296,7 +313,11 @@ class DeadLetter:
 
     @property
     def sequence(self) -> int:
-        return self.message.sequence
+        return self.stored.sequence
+
+    @property
+    def message(self) -> Message:
+        return self.stored.load()
 
 
 # -- results of apply ------------------------------------------------------------------

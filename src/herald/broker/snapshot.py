@@ -18,18 +18,22 @@ that true:
 Layout (all integers little-endian; ``str`` is a u32 length and UTF-8 bytes,
 ``str?`` the same with length 0xFFFFFFFF for None)::
 
-    magic "HBRKSNAP"  version u32 (2)
+    magic "HBRKSNAP"  version u32 (3)
     now u64  next_token u64  next_incarnation u64  queue count u32
     per queue:
       name str  options 8 x u64 (0: None)  incarnation u64  next_sequence u64
       counters 15 x u64
-      message count u32, per message: message (below), refs u32
+      run count u32, per run of consecutive retained sequences: first u64,
+          count u32, then per column (entry index u64, offset u32, length u32,
+          size u32, publish time u64, refs u32) its ``count`` values: where each
+          message's publish is in the log, its size for the queue's limits and
+          the groups that have not settled it. No bodies: they stay in the log.
       key count u32, per key: key str, sequence u64, expiry u64 (0: no TTL)
       producer count u32, per producer: name str, last_sequence u64,
           last_seen u64, outcome count u32 + outcome each (the outcomes of
           last_sequence - count + 1 .. last_sequence)
       group count u32, per group: name str, origin u64, first_token u64,
-          backlog count u32 + u64 each,
+          backlog range count u32 + (low u64, high u64) each, [low, high),
           pending count u32, per pending: sequence u64, attempts u32, base u32,
               status u8, token u64, deadline u64, consumer str, available_at u64,
               reason u8 (0: None), history (below)
@@ -37,8 +41,8 @@ Layout (all integers little-endian; ``str`` is a u32 length and UTF-8 bytes,
               session_timeout u64, last_seen u64, incarnation u64
       dead letter count u32, per letter: group str, message, attempts u32,
           reason u8, time u64, history
-    message: sequence u64, publish_time u64, message_id str?, producer str?,
-        body (u32 length + bytes), header count u32 + (name str, value str) each
+    message (of a dead letter): sequence u64, publish_time u64, entry index u64,
+        offset u32 and length u32 of its publish in the entry's data, size u32.
     history: count u32, per attempt: attempt u32, token u64, consumer str,
         delivered_at u64, deadline u64, outcome str
     outcome: kind u8, then for kind 0 (a receipt) the queue sequence u64; for
@@ -47,8 +51,8 @@ Layout (all integers little-endian; ``str`` is a u32 length and UTF-8 bytes,
         (0: str, 1: int), value str (an int in decimal)
 
 A snapshot that does not decode raises :class:`~herald.errors.BrokerSnapshotError`.
-Version 1 (before refused publishes were remembered) is still read: it is
-version 2 with every outcome a bare queue sequence u64.
+Versions 1 and 2 held every message's body and are refused with a
+:class:`~herald.errors.BrokerSnapshotError` that says so.
 """
 
 from __future__ import annotations
@@ -60,15 +64,14 @@ from typing import Final
 import herald.errors as _errors
 from herald.errors import BrokerError, BrokerSnapshotError, InvalidOptionsError, InvariantError
 
+from .index import COLUMNS, Run
 from .model import (
     DeadLetter,
     DeadLetterReason,
     DeliveryMode,
     DeliveryRecord,
-    Message,
     QueueOptions,
     RedeliveryReason,
-    message_size,
 )
 from .state import (
     COUNTER_FIELDS,
@@ -89,20 +92,25 @@ from .state import (
     Producer,
     Queue,
     Refusal,
-    Stored,
     Timer,
 )
+from .stored import EntryReader, MessageRef
 
 __all__ = ["MAGIC", "READABLE", "VERSION", "dump", "load"]
 
 MAGIC: Final = b"HBRKSNAP"
-VERSION: Final = 2
-#: Versions :func:`load` reads.
-READABLE: Final = (1, 2)
+VERSION: Final = 3
+#: Versions :func:`load` reads. Versions 1 and 2 held every message's body, which
+#: now stays in the log; their entries' positions were never recorded, so they
+#: cannot be read into this state.
+READABLE: Final = (3,)
 
 _U8 = struct.Struct("<B")
 _U32 = struct.Struct("<I")
 _U64 = struct.Struct("<Q")
+_REF = struct.Struct("<QQQIII")  # sequence, publish time, index, offset, length, size
+_COLUMN_WIDTHS = tuple(struct.calcsize("<" + code) for _name, code in COLUMNS)
+_RUN_BYTES = sum(_COLUMN_WIDTHS)  # per message of a run
 _ABSENT = 0xFFFFFFFF
 _OPTION_FIELDS = (
     "max_message_bytes",
@@ -185,10 +193,12 @@ def _dump_queue(w: _Writer, queue: Queue) -> None:
     w.u64(queue.next_sequence)
     w.parts.append(_COUNTERS.pack(*queue.counters.values()))
 
-    w.u32(len(queue.messages))
-    for stored in queue.messages.values():
-        _dump_message(w, stored.message)
-        w.u32(stored.refs)
+    runs = list(queue.messages.runs())
+    w.u32(len(runs))
+    for run in runs:
+        w.u64(run.first)
+        w.u32(len(run))
+        w.parts.extend(run.to_bytes())
 
     w.u32(len(queue.keys))
     if queue.options.dedup_ttl is None:
@@ -216,8 +226,9 @@ def _dump_queue(w: _Writer, queue: Queue) -> None:
         w.text(group.name)
         w.u64(group.origin)
         w.u64(group.first_token)
-        w.u32(len(group.backlog))
-        w.parts.append(struct.pack(f"<{len(group.backlog)}Q", *group.backlog))
+        ranges = group.backlog.ranges()
+        w.u32(len(ranges))
+        w.parts.append(struct.pack(f"<{2 * len(ranges)}Q", *(n for pair in ranges for n in pair)))
         w.u32(len(group.pending))
         for sequence, pending in group.pending.items():
             w.u64(sequence)
@@ -241,7 +252,7 @@ def _dump_queue(w: _Writer, queue: Queue) -> None:
     w.u32(len(queue.dead_letters))
     for (group_name, _sequence), letter in queue.dead_letters.items():
         w.text(group_name)
-        _dump_message(w, letter.message)
+        _dump_ref(w, letter.stored, letter.size)
         w.u32(letter.attempts)
         w.u8(_DEAD_REASONS.index(letter.reason))
         w.u64(letter.time)
@@ -267,16 +278,10 @@ def _dump_outcome(w: _Writer, outcome: Outcome) -> None:
             w.text(str(value))
 
 
-def _dump_message(w: _Writer, message: Message) -> None:
-    w.u64(message.sequence)
-    w.u64(message.publish_time)
-    w.opt_str(message.message_id)
-    w.opt_str(message.producer)
-    w.blob(message.body)
-    w.u32(len(message.headers))
-    for name, value in message.headers:
-        w.text(name)
-        w.text(value)
+def _dump_ref(w: _Writer, ref: MessageRef, size: int) -> None:
+    w.parts.append(
+        _REF.pack(ref.sequence, ref.publish_time, ref.index, ref.offset, ref.length, size)
+    )
 
 
 def _dump_history(w: _Writer, history: tuple[DeliveryRecord, ...] | list[DeliveryRecord]) -> None:
@@ -339,10 +344,11 @@ class _Reader:
         return count
 
 
-def load(data: bytes) -> BrokerState:
-    """Rebuild a state from :func:`dump`'s bytes. Raises BrokerSnapshotError."""
+def load(data: bytes, reader: EntryReader) -> BrokerState:
+    """Rebuild a state from :func:`dump`'s bytes; its messages read their bodies with
+    ``reader``. Raises BrokerSnapshotError."""
     try:
-        return _load(_Reader(data))
+        return _load(_Reader(data), reader)
     except BrokerSnapshotError:
         raise
     except (
@@ -356,10 +362,16 @@ def load(data: bytes) -> BrokerState:
         raise BrokerSnapshotError(f"the broker snapshot does not decode: {error}") from None
 
 
-def _load(r: _Reader) -> BrokerState:
+def _load(r: _Reader, reader: EntryReader) -> BrokerState:
     if r.take(len(MAGIC)) != MAGIC:
         raise BrokerSnapshotError("not a broker snapshot")
     version = r.u32()
+    if version in (1, 2):
+        raise BrokerSnapshotError(
+            f"broker snapshot version {version} was written by a Herald that kept message "
+            "bodies in memory; this one reads them from the log and cannot use it "
+            "(start the node with an empty data directory to rejoin its cluster)"
+        )
     if version not in READABLE:
         raise BrokerSnapshotError(f"broker snapshot version {version} is not supported")
     state = BrokerState()
@@ -367,7 +379,7 @@ def _load(r: _Reader) -> BrokerState:
     state.next_token = r.u64()
     state.next_incarnation = r.u64()
     for _ in range(r.count()):
-        queue = _load_queue(r, state, version)
+        queue = _load_queue(r, reader)
         if queue.name in state.queues:
             raise BrokerSnapshotError(f"queue {queue.name!r} appears twice")
         state.queues[queue.name] = queue
@@ -378,7 +390,7 @@ def _load(r: _Reader) -> BrokerState:
     return state
 
 
-def _load_queue(r: _Reader, state: BrokerState, version: int) -> Queue:
+def _load_queue(r: _Reader, reader: EntryReader) -> Queue:
     name = r.text()
     values: dict[str, int | None] = dict(zip(_OPTION_FIELDS, r.fixed(_OPTIONS), strict=True))
     for optional in ("max_length", "max_bytes", "dedup_ttl", "producer_ttl"):
@@ -390,11 +402,17 @@ def _load_queue(r: _Reader, state: BrokerState, version: int) -> Queue:
     for field, value in zip(COUNTER_FIELDS, r.fixed(_COUNTERS), strict=True):
         setattr(queue.counters, field, value)
 
-    for _ in range(r.count(8)):
-        message = _load_message(r)
-        stored = Stored(message, message_size(message.body, message.headers), r.u32())
-        queue.messages[message.sequence] = stored
-        queue.bytes += stored.size
+    previous_end = 0
+    for _ in range(r.count(12)):
+        first = r.u64()
+        count = r.count(_RUN_BYTES)
+        if count == 0 or first < previous_end or first == 0:
+            raise BrokerSnapshotError(f"a run of {count} messages at {first} out of order")
+        if first + count > queue.next_sequence:
+            raise BrokerSnapshotError(f"a run of messages at {first} beyond the next sequence")
+        blobs = [r.take(count * width) for width in _COLUMN_WIDTHS]
+        queue.messages.load_run(Run.from_bytes(first, count, blobs))
+        previous_end = first + count
 
     for _ in range(r.count(8)):
         key = r.text()
@@ -409,12 +427,8 @@ def _load_queue(r: _Reader, state: BrokerState, version: int) -> Queue:
     for _ in range(r.count(8)):
         producer_name = r.text()
         producer = Producer(r.u64(), r.u64())
-        if version == 1:
-            window = r.count(8)
-            outcomes: list[Outcome] = [r.u64() for _ in range(window)]
-        else:
-            window = r.count(9)
-            outcomes = [_load_outcome(r) for _ in range(window)]
+        window = r.count(9)
+        outcomes: list[Outcome] = [_load_outcome(r) for _ in range(window)]
         if not 0 < window <= min(options.producer_window, producer.last_sequence):
             raise BrokerSnapshotError(f"producer {producer_name!r}: {window} outcomes")
         producer.outcomes = outcomes
@@ -422,8 +436,16 @@ def _load_queue(r: _Reader, state: BrokerState, version: int) -> Queue:
 
     for _ in range(r.count(8)):
         group = Group(r.text(), r.u64(), r.u64())
-        backlog_length = r.count(8)
-        group.backlog.extend(struct.unpack(f"<{backlog_length}Q", r.take(8 * backlog_length)))
+        range_count = r.count(16)
+        bounds = struct.unpack(f"<{2 * range_count}Q", r.take(16 * range_count))
+        for low, high in zip(bounds[::2], bounds[1::2], strict=True):
+            # Ranges are cheap to write and costly to walk: every sequence in one
+            # must be a retained message, so no range may outgrow the queue.
+            if high > queue.next_sequence or high - low > len(queue.messages):
+                raise BrokerSnapshotError(f"backlog range {low}..{high} of {group.name!r}")
+            group.backlog.add_range(low, high)
+        if len(group.backlog) > len(queue.messages):
+            raise BrokerSnapshotError(f"the backlog of {group.name!r} outgrows the queue")
         for _ in range(r.count(8)):
             sequence = r.u64()
             pending = Pending()
@@ -463,17 +485,18 @@ def _load_queue(r: _Reader, state: BrokerState, version: int) -> Queue:
 
     for _ in range(r.count(8)):
         group_name = r.text()
-        message = _load_message(r)
+        ref, size = _load_ref(r, reader)
         letter = DeadLetter(
             queue.name,
             group_name,
-            message,
+            ref,
+            size,
             r.u32(),
             _DEAD_REASONS[r.u8()],
             r.u64(),
             _load_history(r),
         )
-        queue.dead_letters[(group_name, message.sequence)] = letter
+        queue.dead_letters[(group_name, ref.sequence)] = letter
     return queue
 
 
@@ -505,14 +528,11 @@ def _load_outcome(r: _Reader) -> Outcome:
     return Refusal(error_class, message, tuple(attributes))
 
 
-def _load_message(r: _Reader) -> Message:
-    sequence = r.u64()
-    publish_time = r.u64()
-    message_id = r.opt_str()
-    producer = r.opt_str()
-    body = r.blob()
-    headers = tuple((r.text(), r.text()) for _ in range(r.count(8)))
-    return Message(sequence, body, headers, message_id, publish_time, producer)
+def _load_ref(r: _Reader, reader: EntryReader) -> tuple[MessageRef, int]:
+    sequence, publish_time, index, offset, length, size = r.fixed(_REF)
+    if index == 0:
+        raise BrokerSnapshotError(f"message {sequence} at log index 0")
+    return MessageRef(sequence, index, offset, length, publish_time, reader), size
 
 
 def _load_history(r: _Reader) -> tuple[DeliveryRecord, ...]:

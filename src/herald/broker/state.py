@@ -18,11 +18,11 @@ from typing import TypeAlias
 
 from herald.errors import BrokerError, InvariantError
 
+from .index import Backlog, MessageIndex
 from .model import (
     DeadLetter,
     DeliveryMode,
     DeliveryRecord,
-    Message,
     QueueCounters,
     QueueOptions,
     RedeliveryReason,
@@ -48,7 +48,6 @@ __all__ = [
     "Producer",
     "Queue",
     "Refusal",
-    "Stored",
     "Timer",
 ]
 
@@ -131,17 +130,6 @@ class Counters:
             self.redelivered_redriven += 1
 
 
-class Stored:
-    """A retained message. ``refs``: the groups that have not settled it yet."""
-
-    __slots__ = ("message", "refs", "size")
-
-    def __init__(self, message: Message, size: int, refs: int) -> None:
-        self.message = message
-        self.size = size
-        self.refs = refs
-
-
 class Pending:
     """A delivered, unsettled message in one group (its delivery state)."""
 
@@ -217,7 +205,7 @@ class Group:
         self.name = name
         # Sequences never delivered in this group, increasing: first deliveries pop
         # from the left, publishes append on the right.
-        self.backlog: deque[int] = deque()
+        self.backlog = Backlog()
         self.retry: list[int] = []  # heap of exactly the READY sequences
         self.pending: dict[int, Pending] = {}  # delivered, unsettled
         self.consumers: dict[str, Consumer] = {}
@@ -288,7 +276,6 @@ class Producer:
 
 class Queue:
     __slots__ = (
-        "bytes",
         "counters",
         "dead_letters",
         "groups",
@@ -308,8 +295,8 @@ class Queue:
         self.options = options
         self.incarnation = incarnation  # tells this queue's timers from a deleted namesake's
         self.next_sequence = 1
-        self.messages: dict[int, Stored] = {}
-        self.bytes = 0  # sum of the retained messages' sizes
+        # The retained messages: where each is in the log, its size, its references.
+        self.messages = MessageIndex()
         self.groups: dict[str, Group] = {}
         self.dead_letters: dict[tuple[str, int], DeadLetter] = {}  # (group, sequence)
         # The idempotency index: message id -> queue sequence. With a TTL, key_order and
@@ -348,9 +335,11 @@ def _fail(queue: Queue, what: str) -> None:
 
 
 def _check_queue(queue: Queue, next_token: int) -> None:
-    if sum(stored.size for stored in queue.messages.values()) != queue.bytes:
-        _fail(queue, "byte count")
-    refs: dict[int, int] = dict.fromkeys(queue.messages, 0)
+    try:
+        queue.messages.check()
+    except ValueError as error:
+        _fail(queue, f"message index: {error}")
+    refs: dict[int, int] = dict.fromkeys(queue.messages.sequences(), 0)
     for group in queue.groups.values():
         backlog = list(group.backlog)
         if backlog != sorted(set(backlog)):
@@ -382,7 +371,7 @@ def _check_queue(queue: Queue, next_token: int) -> None:
             _fail(queue, f"leases held by unknown consumers {sorted(leased)}")
     if queue.groups:
         for seq, count in refs.items():
-            if queue.messages[seq].refs != count or count == 0:
+            if queue.messages.refs(seq) != count or count == 0:
                 _fail(queue, f"reference count of message {seq}")
     if len(queue.key_order) != len(queue.key_expiry):
         _fail(queue, "key order and expiry differ in length")

@@ -67,7 +67,21 @@ def serve(
         64.0, "--max-uncommitted-mb", min=0.001, help="Uncommitted MiB before OverloadedError."
     ),
     snapshot_entries: int = typer.Option(
-        10_000, "--snapshot-entries", min=1, help="Snapshot and compact every N applied entries."
+        10_000,
+        "--snapshot-entries",
+        min=1,
+        help="Checkpoint every N applied entries (the log is compacted up to a checkpoint "
+        "below the oldest retained message).",
+    ),
+    checkpoint_mb: float = typer.Option(
+        16.0,
+        "--checkpoint-mb",
+        min=0.001,
+        help="Also checkpoint every this many MiB of applied entries: a restart replays "
+        "at most about this much.",
+    ),
+    log_cache_mb: float = typer.Option(
+        32.0, "--log-cache-mb", min=0.0, help="MiB of decoded log records kept in memory."
     ),
     retain_entries: int = typer.Option(
         1_000,
@@ -110,6 +124,8 @@ def serve(
             max_in_flight=max_in_flight,
             max_uncommitted_bytes=int(max_uncommitted_mb * (1 << 20)),
             snapshot_entries=snapshot_entries,
+            checkpoint_bytes=int(checkpoint_mb * (1 << 20)),
+            log_cache_bytes=int(log_cache_mb * (1 << 20)),
             retain_entries=retain_entries,
             dial=parse_peers(dial) if dial else {},
             volatile_storage=volatile_storage,

@@ -128,9 +128,16 @@ class NodeConfig:
     #: A linearizable read not served within this time is answered with an error.
     read_timeout: float = 5.0
 
-    # -- snapshots and compaction (in entries).
+    # -- checkpoints and compaction.
+    #: A checkpoint every this many applied entries ...
     snapshot_entries: int = 10_000
+    #: ... or this many bytes of applied entries, whichever comes first: a
+    #: restart replays at most about this much of the log.
+    checkpoint_bytes: int = 16 * MIB
+    #: Entries kept before the snapshot for slow followers.
     retain_entries: int = 1_000
+    #: Decoded log records kept in memory for reads (the tail just written).
+    log_cache_bytes: int = 32 * MIB
 
     # -- shutdown.
     #: How long a stopping node waits for proposals in flight to apply.
@@ -172,11 +179,12 @@ class NodeConfig:
             "max_output_bytes",
             "peer_queue_bytes",
             "snapshot_entries",
+            "checkpoint_bytes",
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
-        if self.retain_entries < 0:
-            raise ConfigError("retain_entries must not be negative")
+        if self.retain_entries < 0 or self.log_cache_bytes < 0:
+            raise ConfigError("retain_entries and log_cache_bytes must not be negative")
         if self.handshake_timeout <= 0 or self.read_timeout <= 0 or self.shutdown_grace < 0:
             raise ConfigError("timeouts must be positive")
 

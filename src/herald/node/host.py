@@ -40,6 +40,7 @@ from herald.raft import (
     ReadState,
     Ready,
     Snapshot,
+    SnapshotMeta,
     Storage,
 )
 
@@ -60,6 +61,7 @@ class DurableState:
     """What a node finds on stable storage when it starts."""
 
     hard_state: HardState
+    #: Where the log starts: the snapshot Raft sends a follower that lags behind it.
     snapshot: Snapshot | None
     #: The entries after the snapshot's index up to this one are durable; the
     #: store reads them back (:meth:`LogStore.entries`).
@@ -75,6 +77,10 @@ class DurableState:
     # this. The store keeps it durably until ``mark_recovered`` (see
     # ``herald.raft.Config.recovering_term``).
     recovering_term: int = 0
+    #: A newer state than the snapshot, at an index the log holds (None: the
+    #: snapshot is the newest): what the state machine restores, so a restart
+    #: replays only the entries after it.
+    checkpoint: Snapshot | None = None
 
 
 class LogStore(Protocol):
@@ -110,8 +116,18 @@ class LogStore(Protocol):
         """Make everything written so far durable."""
         ...
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Durably store a snapshot taken locally, then drop the entries it covers."""
+    def save_checkpoint(self, checkpoint: Snapshot) -> None:
+        """Durably keep a state taken at ``checkpoint.index`` to restart from; the log
+        before it stays (the state may still read it)."""
+        ...
+
+    def promote(self, below: int) -> int:
+        """The newest kept checkpoint below ``below`` becomes the snapshot the log
+        starts at; returns its index (0: none qualifies)."""
+        ...
+
+    def read_snapshot(self, index: int) -> Snapshot:
+        """The snapshot (or checkpoint) at ``index``, read back from where it is kept."""
         ...
 
     def mark_recovered(self) -> None:
@@ -132,6 +148,12 @@ class StateMachine(Protocol):
 
     def snapshot(self) -> bytes:
         """Serialize the state as of the last applied entry."""
+        ...
+
+    def pin(self) -> int:
+        """The lowest log index the state still reads (any index past the applied one
+        if it reads none): the log keeps every entry from there on, and a snapshot
+        Raft sends must lie below it, so every entry a follower needs follows it."""
         ...
 
     def restore(self, data: bytes, index: int) -> None:
@@ -178,6 +200,7 @@ class NodeHost:
         *,
         snapshot_entries: int = 1000,
         retain_entries: int = 100,
+        checkpoint_bytes: int = 16 << 20,
         observer: HostObserver | None = None,
         raft_class: type[Raft] = Raft,
     ) -> None:
@@ -187,15 +210,22 @@ class NodeHost:
         self.state_machine = state_machine
         self.observer: HostObserver = observer or _NullObserver()
         self.snapshot_entries = snapshot_entries
+        self.checkpoint_bytes = checkpoint_bytes
         self.retain_entries = retain_entries
+        self._applied_bytes = 0  # entry data applied since the last checkpoint
         self.conf = ConfState(tuple(sorted(config.voters)))
 
         durable = log_store.load()
         self.storage = LogView(log_store, self.conf.voters, durable)
         applied = 0
-        if durable.snapshot is not None and not durable.snapshot.is_empty():
-            state_machine.restore(durable.snapshot.data, durable.snapshot.index)
-            applied = durable.snapshot.index
+        # The newest state kept: a checkpoint (ahead of where the log starts), or
+        # the snapshot. Only the entries after it are replayed.
+        newest = durable.checkpoint or durable.snapshot
+        if newest is not None and not newest.is_empty():
+            state_machine.restore(newest.data, newest.index)
+            applied = newest.index
+        #: The index of the newest checkpoint taken (or restored).
+        self._checkpointed = applied
         hard_state = durable.hard_state
         if hard_state.commit < applied:
             # Commit-only hard-state writes are not fsynced (the Ready contract
@@ -291,6 +321,7 @@ class NodeHost:
             self.observer.on_snapshot_installed(self.id, rd.snapshot)
         for entry in rd.committed_entries:
             result = self.state_machine.apply(entry) if entry.kind == EntryKind.NORMAL else None
+            self._applied_bytes += len(entry.data)
             self.observer.on_applied(self.id, entry, result)
         for read_state in rd.read_states:
             self.observer.on_read_state(self.id, read_state)
@@ -328,10 +359,28 @@ class NodeHost:
             self.finish(rd)
 
     def _maybe_compact(self, applied: int) -> None:
+        """Every ``snapshot_entries`` entries, checkpoint the state; then let the log
+        start at the newest checkpoint below the state machine's pin.
+
+        A checkpoint is a restart point: the log before it stays, because the state
+        may still read it (a broker reads message bodies from the entries that
+        published them). Only a checkpoint below the pin may become the snapshot
+        Raft sends a lagging follower: everything the state reads is in the entries
+        after it, which the follower receives as log entries.
+        """
         storage = self.storage
-        if applied - storage.snapshot().index < self.snapshot_entries:
+        if (
+            applied - self._checkpointed < self.snapshot_entries
+            and self._applied_bytes < self.checkpoint_bytes
+        ):
             return
-        snapshot = storage.create_snapshot(applied, self.conf, self.state_machine.snapshot())
-        # The snapshot must be durable before any entry it covers is dropped.
-        self.log_store.save_snapshot(snapshot)
-        storage.compact(max(storage.first_index() - 1, applied - self.retain_entries))
+        self._applied_bytes = 0
+        meta = SnapshotMeta(index=applied, term=storage.term(applied), conf=self.conf)
+        # Durable before anything depends on it.
+        self.log_store.save_checkpoint(Snapshot(meta, self.state_machine.snapshot()))
+        self._checkpointed = applied
+        promoted = self.log_store.promote(self.state_machine.pin())
+        if promoted:
+            storage.use_snapshot(promoted, self.conf)
+        base = storage.snapshot_meta.index
+        storage.compact(max(storage.first_index() - 1, min(base, applied - self.retain_entries)))

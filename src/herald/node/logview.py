@@ -30,18 +30,23 @@ class LogView:
         self._store = store
         self._hard_state = durable.hard_state
         snapshot = durable.snapshot
-        if snapshot is None or snapshot.is_empty():
-            snapshot = Snapshot(SnapshotMeta(conf=ConfState(voters)))
-        self._snapshot = snapshot
+        # Only the snapshot's metadata stays in memory: its data is read back from
+        # the store when a follower needs it (rarely), so a large state does not
+        # live twice in memory.
+        self._meta = (
+            snapshot.meta
+            if snapshot is not None and not snapshot.is_empty()
+            else SnapshotMeta(conf=ConfState(voters))
+        )
         # The entry before the first one: the snapshot's, or the last compacted.
-        self._base = snapshot.index
-        self._base_term = snapshot.term
-        self._last = max(durable.last_index, snapshot.index)
+        self._base = self._meta.index
+        self._base_term = self._meta.term
+        self._last = max(durable.last_index, self._meta.index)
 
     # -- reads (the Storage protocol) ------------------------------------------------
 
     def initial_state(self) -> tuple[HardState, ConfState]:
-        return self._hard_state, self._snapshot.meta.conf
+        return self._hard_state, self._meta.conf
 
     @property
     def hard_state(self) -> HardState:
@@ -72,7 +77,15 @@ class LogView:
         return self._store.entries(lo, hi, max_size)
 
     def snapshot(self) -> Snapshot:
-        return self._snapshot
+        """The snapshot the log starts at, read back from the store (which raises
+        CorruptSnapshotError or StorageIOError if it cannot)."""
+        if self._meta.index == 0:
+            return Snapshot(self._meta)
+        return self._store.read_snapshot(self._meta.index)
+
+    @property
+    def snapshot_meta(self) -> SnapshotMeta:
+        return self._meta
 
     # -- what the host learned is durable -------------------------------------------------
 
@@ -94,20 +107,19 @@ class LogView:
 
     def apply_snapshot(self, snapshot: Snapshot) -> None:
         """A received snapshot replaced the whole log (the store already reset it)."""
-        if snapshot.index <= self._snapshot.index:
+        if snapshot.index <= self._meta.index:
             return
-        self._snapshot = snapshot
+        self._meta = snapshot.meta
         self._base = self._last = snapshot.index
         self._base_term = snapshot.term
 
-    def create_snapshot(self, index: int, conf: ConfState, data: bytes) -> Snapshot:
-        """Record a snapshot of the state machine as of ``index`` (which must be present)."""
-        if index <= self._snapshot.index:
-            return self._snapshot
+    def use_snapshot(self, index: int, conf: ConfState) -> None:
+        """A checkpoint the store promoted (durably) is now where the log may start."""
+        if index <= self._meta.index:
+            return
         if index > self._last:
             raise InvariantError(f"snapshot index {index} beyond last index {self._last}")
-        self._snapshot = Snapshot(SnapshotMeta(index=index, term=self.term(index), conf=conf), data)
-        return self._snapshot
+        self._meta = SnapshotMeta(index=index, term=self.term(index), conf=conf)
 
     def compact(self, index: int) -> None:
         """Forget entries up to ``index`` (a durable snapshot covers them); the store

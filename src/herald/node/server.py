@@ -66,11 +66,13 @@ from herald.broker import (
     Receipt,
     Redriven,
     Tick,
+    batch_spans,
     encode,
     encode_batch,
 )
 from herald.errors import (
     BrokerError,
+    CompactedError,
     HeraldError,
     InvalidCommandError,
     InvariantError,
@@ -81,6 +83,7 @@ from herald.errors import (
     ProposalLostError,
     RequestTimeoutError,
     ShuttingDownError,
+    UnavailableError,
 )
 from herald.raft import (
     Config,
@@ -160,6 +163,7 @@ class _Proposal:
     term: int
     size: int
     commands: list[Command]  # what the entry encodes, as built (see ServerCore.apply)
+    lengths: list[int]  # the length of each command's encoding, in order
     slots: list[_Slot | None]  # None: a command nobody waits for (the broker Tick)
 
 
@@ -219,6 +223,8 @@ class ServerCore:
         self.node_id = config.node_id
         self.now = now
         self.broker = broker if broker is not None else Broker()
+        # Message bodies stay in the log: the broker reads them back from it.
+        self.broker.reader = self._read_entry
         self._observer = observer
         raft_config = Config(
             id=config.node_id,
@@ -238,6 +244,7 @@ class ServerCore:
             self,
             rng,
             snapshot_entries=config.snapshot_entries,
+            checkpoint_bytes=config.checkpoint_bytes,
             retain_entries=config.retain_entries,
             observer=self,
             raft_class=raft_class,
@@ -526,7 +533,8 @@ class ServerCore:
             # hold that older entry and a later leader commit it: unknown.
             self._uncommitted -= replaced.size
             self._answer_all(replaced.slots, self._replaced_answer())
-        self._proposals[index] = _Proposal(term, len(data), commands, slots)
+        lengths = [len(payload) for payload in payloads]
+        self._proposals[index] = _Proposal(term, len(data), commands, lengths, slots)
         self._uncommitted += len(data)
         self.stats["entries_proposed"] += 1
         self.stats["commands_proposed"] += len(slots)
@@ -595,13 +603,15 @@ class ServerCore:
         proposal = self._proposals.get(entry.index)
         if proposal is None or proposal.term != entry.term or entry.kind != EntryKind.NORMAL:
             return self.broker.apply(entry)
-        broker = self.broker
-        broker.applied_index = entry.index
         commands = proposal.commands
-        return broker.execute(Batch(tuple(commands), time=commands[0].time))
+        batch = Batch(tuple(commands), time=commands[0].time)
+        return self.broker.apply_decoded(entry.index, batch, batch_spans(proposal.lengths))
 
     def snapshot(self) -> bytes:
         return self.broker.snapshot()
+
+    def pin(self) -> int:
+        return self.broker.pin()
 
     def restore(self, data: bytes, index: int) -> None:
         self.broker.restore(data, index)
@@ -689,7 +699,7 @@ class ServerCore:
 
     def _delivered(self, slot: _Slot, outcome: Deliveries) -> None:
         if outcome.deliveries or not slot.deadline or self.stopping:
-            self._reply(slot.link, Reply(slot.request.id, True, reply_value(outcome)))
+            self._answer_delivery(slot, outcome)
             return
         if slot.link.closed:
             return
@@ -702,6 +712,22 @@ class ServerCore:
         groups.setdefault(request.group, deque()).append(slot)
         self._parked_count += 1
         self._next_poll_expiry = min(self._next_poll_expiry, slot.deadline)
+
+    def _answer_delivery(self, slot: _Slot, outcome: Deliveries) -> None:
+        """Reply with the deliveries, their bodies read back from the log.
+
+        A node applies a delivery just after the entries that hold its messages
+        (they are live, so the log keeps them), so the bodies are there. If one is
+        not -- a state restored from a checkpoint that a compacted log no longer
+        backs -- the answer is "unknown": the leases run out and the messages come
+        back, which at-least-once allows; at-most-once may lose them, as it may.
+        """
+        try:
+            value = reply_value(outcome)
+        except (CompactedError, UnavailableError) as error:
+            self._error(slot, error_info(_body_gone(error)))
+            return
+        self._reply(slot.link, Reply(slot.request.id, True, value))
 
     def _wake_polls(self) -> None:
         """Propose again the parked Delivers of queues that may have messages now."""
@@ -802,6 +828,11 @@ class ServerCore:
                 self._reply(slot.link, self._serve_read(slot.request))
         self._reads_ready = waiting
 
+    def _read_entry(self, index: int) -> bytes:
+        """The data of committed entry ``index``, from the log (durable or still in
+        flight to the disk). Raises CompactedError if this node no longer has it."""
+        return self._raft.log.slice(index, index + 1, 1 << 62)[0].data
+
     def _serve_read(self, request: w.Request) -> Reply:
         broker = self.broker
         try:
@@ -820,6 +851,9 @@ class ServerCore:
             return Reply(request.id, True, [dead_letter_wire(letter) for letter in letters])
         except BrokerError as error:
             return Reply(request.id, False, None, error_info(error))
+        except (CompactedError, UnavailableError) as error:
+            # A body this node no longer has (see _answer_delivery).
+            return Reply(request.id, False, None, error_info(_body_gone(error)))
 
     def _expire_reads(self) -> None:
         now = self.now.mono
@@ -918,6 +952,10 @@ class ServerCore:
         except NotLeaderError:
             return False
         return True
+
+
+def _body_gone(error: Exception) -> OutcomeUnknownError:
+    return OutcomeUnknownError(f"a message's body is no longer in this node's log ({error})")
 
 
 def _micros(seconds: float) -> int:

@@ -99,7 +99,10 @@ class NodeServer:
         self._by_link: dict[int, Connection] = {}
         self.transport = PeerTransport(self)
         fs: FileSystem = VolatileFileSystem() if config.volatile_storage else OsFileSystem()
-        self.store = WalLogStore(fs, config.data_dir, repair=config.repair)
+        self.store = WalLogStore(
+            fs, config.data_dir, repair=config.repair, cache_bytes=config.log_cache_bytes
+        )
+        started = time.monotonic()
         try:
             self.core = ServerCore(
                 config, self.store, self.transport, random.Random(), now(), observer=_Logger()
@@ -107,6 +110,16 @@ class NodeServer:
         except BaseException:
             self.store.close()
             raise
+        raft_log = self.core.host.node.raft.log
+        log.info(
+            "node %d recovered in %.3f s: state at %d, log %d..%d, commit %d",
+            config.node_id,
+            time.monotonic() - started,
+            raft_log.applied,
+            raft_log.first_index(),
+            raft_log.last_index(),
+            raft_log.committed,
+        )
         self.now = now
         self._role_leading = self.core.is_leader()
         self._kicked = False

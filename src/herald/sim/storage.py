@@ -27,6 +27,7 @@ class SimLogStore:
         self._base = 0
         self._base_term = 0
         self._entries: list[Entry] = []
+        self._checkpoints: dict[int, Snapshot] = {}  # kept, oldest first
         self._pending: list[tuple[HardState | None, tuple[Entry, ...], Snapshot | None]] = []
         self.syncs = 0
 
@@ -37,7 +38,11 @@ class SimLogStore:
             # A restart starts at the snapshot, like the real store.
             self._entries = self._entries[drop:]
             self._base, self._base_term = snapshot_index, self._snapshot_term()
-        return DurableState(self._hard_state, self._snapshot, self._base + len(self._entries))
+        snapshot_index = self._snapshot.index if self._snapshot is not None else 0
+        newest = max((i for i in self._checkpoints if i > snapshot_index), default=0)
+        last = self._base + len(self._entries)
+        checkpoint = self._checkpoints.get(newest) if newest <= last else None
+        return DurableState(self._hard_state, self._snapshot, last, checkpoint=checkpoint)
 
     def term(self, index: int) -> int:
         if index == self._base:
@@ -70,11 +75,28 @@ class SimLogStore:
                 self._hard_state = hard_state
         self._pending.clear()
 
+    def save_checkpoint(self, checkpoint: Snapshot) -> None:
+        # Written and synced atomically (temp file, fsync, rename), but it must not
+        # make unrelated buffered writes durable.
+        self._checkpoints[checkpoint.index] = checkpoint
+
+    def promote(self, below: int) -> int:
+        chosen = max((i for i in self._checkpoints if i < below), default=0)
+        if chosen and (self._snapshot is None or chosen > self._snapshot.index):
+            self._snapshot = self._checkpoints[chosen]
+            self._checkpoints = {i: c for i, c in self._checkpoints.items() if i > chosen}
+            return chosen
+        return 0
+
+    def read_snapshot(self, index: int) -> Snapshot:
+        if self._snapshot is not None and self._snapshot.index == index:
+            return self._snapshot
+        return self._checkpoints[index]
+
     def save_snapshot(self, snapshot: Snapshot) -> None:
-        # Taking a snapshot writes and syncs it atomically (temp file, fsync, rename)
-        # but must not make unrelated buffered writes durable.
-        if self._snapshot is None or snapshot.index > self._snapshot.index:
-            self._snapshot = snapshot
+        """A snapshot the log may start at: a checkpoint, promoted at once."""
+        self.save_checkpoint(snapshot)
+        self.promote(snapshot.index + 1)
 
     def mark_recovered(self) -> None:
         pass  # this store never cuts a log back
@@ -105,5 +127,6 @@ class SimLogStore:
             return
         # Installing a snapshot from the leader replaces the whole log.
         self._snapshot = snapshot
+        self._checkpoints = {}
         self._entries = []
         self._base, self._base_term = snapshot.index, snapshot.term

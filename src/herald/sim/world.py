@@ -70,6 +70,9 @@ __all__ = [
     "digest_broker",
 ]
 
+#: What a state machine that never reads the log back answers for its pin.
+_READS_NO_ENTRY = 1 << 62
+
 #: What a running node's storage can raise that kills the process (the real
 #: runtime treats them as fatal too): an IO error, or damage found reading back.
 _RUNNING_FAILURES = (StorageIOError, CorruptionError)
@@ -108,6 +111,9 @@ class DigestStateMachine:
 
     def snapshot(self) -> bytes:
         return struct.pack(">Q", self.count) + self.digest
+
+    def pin(self) -> int:
+        return _READS_NO_ENTRY
 
     def restore(self, data: bytes, index: int) -> None:
         (self.count,) = struct.unpack(">Q", data[:8])

@@ -23,6 +23,8 @@ from .fs import FileHandle, FileSystem, join
 __all__ = [
     "HARD_STATE_FILE",
     "StagedFile",
+    "checkpoint_index",
+    "checkpoint_name",
     "read_hard_state",
     "read_snapshot",
     "segment_name",
@@ -37,6 +39,7 @@ TEMP_SUFFIX = ".tmp"
 CORRUPT_SUFFIX = ".corrupt"
 _SEGMENT_PREFIX, _SEGMENT_SUFFIX = "wal-", ".log"
 _SNAPSHOT_PREFIX, _SNAPSHOT_SUFFIX = "snap-", ".snap"
+_CHECKPOINT_PREFIX = "ckpt-"
 
 
 def segment_name(seq: int) -> str:
@@ -62,6 +65,15 @@ def snapshot_name(index: int) -> str:
 def snapshot_index(name: str) -> int | None:
     """The index of a snapshot file name; None for any other name."""
     return _number(name, _SNAPSHOT_PREFIX, _SNAPSHOT_SUFFIX)
+
+
+def checkpoint_name(index: int) -> str:
+    return f"{_CHECKPOINT_PREFIX}{index:020d}{_SNAPSHOT_SUFFIX}"
+
+
+def checkpoint_index(name: str) -> int | None:
+    """The index of a checkpoint file name; None for any other name."""
+    return _number(name, _CHECKPOINT_PREFIX, _SNAPSHOT_SUFFIX)
 
 
 @dataclass(slots=True)
@@ -111,6 +123,6 @@ def read_snapshot(fs: FileSystem, directory: str, name: str) -> Snapshot:
         snapshot = fmt.decode_snapshot(fs.read(path), path)
     except CorruptionError as error:
         raise CorruptSnapshotError(error.path, error.offset, error.reason) from error
-    if snapshot.index != snapshot_index(name):
+    if snapshot.index not in (snapshot_index(name), checkpoint_index(name)):
         raise CorruptSnapshotError(path, 0, f"holds index {snapshot.index}, not its name's")
     return snapshot

@@ -53,6 +53,9 @@ from . import format as fmt
 from .files import (
     HARD_STATE_FILE,
     StagedFile,
+    checkpoint_index,
+    checkpoint_name,
+    read_snapshot,
     segment_name,
     snapshot_index,
     snapshot_name,
@@ -147,6 +150,8 @@ class WalLogStore:
         self._staged_index = 0
         self._published_snapshot = False  # since the last sync
         self._snapshot_indexes: list[int] = []  # snapshot files on disk, newest first
+        self._checkpoint_indexes: list[int] = []  # checkpoint files on disk, newest first
+        self._pending_checkpoint: Snapshot | None = None  # written by the next sync
         # What is durable.
         self._durable_index = 0
         self._durable_hard_state = HardState()
@@ -335,11 +340,13 @@ class WalLogStore:
         self._released = self._index.base
         self._durable_index = self._last_index
         self._snapshot_indexes = recovered.snapshot_indexes
+        self._checkpoint_indexes = recovered.checkpoint_indexes
         discarded = recovered.report.discarded
         return DurableState(
             hard_state=recovered.hard_state,
             snapshot=snapshot,
             last_index=self._last_index,
+            checkpoint=recovered.checkpoint,
             repaired=discarded is not None,
             discarded_from_index=discarded.from_index if discarded is not None else None,
             recovering_term=recovering_term,
@@ -422,15 +429,56 @@ class WalLogStore:
         self._check_usable()
         self._guarded(self._sync)
 
-    def save_snapshot(self, snapshot: Snapshot) -> None:
-        """Durably store a locally taken snapshot, then drop what it makes redundant.
+    def save_checkpoint(self, checkpoint: Snapshot) -> None:
+        """Keep a locally taken state (``ckpt-<index>.snap``) to restart from.
 
-        Does not make unrelated buffered writes durable. Raises StorageIOError.
+        It is written and made durable by the next :meth:`sync` -- on the fsync
+        thread in the real runtime, so a large state costs the event loop nothing
+        but taking it -- after that sync's log records; a newer checkpoint taken
+        before then replaces it. The log before it stays: the state may still read
+        those entries, and only :meth:`promote` makes it where the log starts.
+        Checkpoints beyond the newest ``keep_snapshots`` go.
         """
         self._check_usable()
-        if snapshot.index <= (self._snapshot_indexes[0] if self._snapshot_indexes else 0):
+        newest = max(self._checkpoint_indexes[:1] + self._snapshot_indexes[:1], default=0)
+        if checkpoint.index > newest:
+            self._pending_checkpoint = checkpoint
+
+    def promote(self, below: int) -> int:
+        """The newest kept checkpoint below index ``below`` becomes the snapshot the
+        log starts at (renamed to ``snap-<index>.snap``, durably); older snapshots and
+        checkpoints beyond what is kept go, and so do the segments nothing kept
+        reaches any more. Returns its index, or 0 if no kept checkpoint qualifies.
+        Raises StorageIOError."""
+        self._check_usable()
+        chosen = next((index for index in self._checkpoint_indexes if index < below), 0)
+        if chosen:
+            self._guarded(partial(self._promote, chosen))
+        return chosen
+
+    def save_snapshot(self, snapshot: Snapshot) -> None:
+        """Durably store a locally taken snapshot the log may start at: a checkpoint,
+        written now and promoted at once. Does not make unrelated buffered writes
+        durable. Raises StorageIOError."""
+        self._check_usable()
+        newest = max(self._checkpoint_indexes[:1] + self._snapshot_indexes[:1], default=0)
+        if snapshot.index <= newest:
             return
-        self._guarded(lambda: self._save_snapshot(snapshot))
+        self._guarded(lambda: self._save_checkpoint(snapshot))
+        self.promote(snapshot.index + 1)
+
+    def read_snapshot(self, index: int) -> Snapshot:
+        """The snapshot or checkpoint at ``index``, read back and verified.
+
+        Raises UsageError if none is kept there, CorruptSnapshotError, StorageIOError.
+        """
+        if index in self._snapshot_indexes:
+            name = snapshot_name(index)
+        elif index in self._checkpoint_indexes:
+            name = checkpoint_name(index)
+        else:
+            raise UsageError(f"no snapshot is kept at index {index}")
+        return read_snapshot(self.fs, self.directory, name)
 
     def close(self) -> None:
         """Release the directory. Unsynced writes are dropped, as in a crash."""
@@ -582,27 +630,49 @@ class WalLogStore:
             # The log now durably starts at the received snapshot.
             self._published_snapshot = False
             self._compact()
+        checkpoint, self._pending_checkpoint = self._pending_checkpoint, None
+        if checkpoint is not None and checkpoint.index > self._base_index:
+            self._save_checkpoint(checkpoint)
 
-    def _save_snapshot(self, snapshot: Snapshot) -> None:
-        name = snapshot_name(snapshot.index)
-        write_atomically(self.fs, self.directory, name, fmt.encode_snapshot(snapshot))
-        self._snapshot_indexes.insert(0, snapshot.index)
+    def _save_checkpoint(self, checkpoint: Snapshot) -> None:
+        name = checkpoint_name(checkpoint.index)
+        write_atomically(self.fs, self.directory, name, fmt.encode_snapshot(checkpoint))
+        self._checkpoint_indexes.insert(0, checkpoint.index)
+        self._compact()
+
+    def _promote(self, index: int) -> None:
+        self.fs.rename(
+            join(self.directory, checkpoint_name(index)), join(self.directory, snapshot_name(index))
+        )
+        self.fs.sync_dir(self.directory)
+        self._checkpoint_indexes.remove(index)
+        self._snapshot_indexes.insert(0, index)
         self._snapshot_indexes.sort(reverse=True)
-        self._base_index = max(self._base_index, snapshot.index)
+        self._base_index = max(self._base_index, index)
         self._compact()
 
     def _compact(self) -> None:
-        """Delete snapshots beyond the newest ``keep_snapshots`` and the segments
-        the oldest kept one covers. Only called once those snapshots are durable."""
+        """Delete snapshots beyond the newest ``keep_snapshots``, checkpoints beyond
+        the newest ``keep_snapshots`` and those the newest snapshot covers, and the
+        segments the oldest kept snapshot covers (once released). Only called once
+        what is kept is durable."""
         writer = self._require_writer()
         kept = self._snapshot_indexes[: self.keep_snapshots]
+        base = kept[0] if kept else 0
+        checkpoints = [index for index in self._checkpoint_indexes if index > base]
+        checkpoints = checkpoints[: self.keep_snapshots]
         keep_names = {snapshot_name(index) for index in kept}
+        keep_names.update(checkpoint_name(index) for index in checkpoints)
         removed = False
         for name in self.fs.list_dir(self.directory):
-            if snapshot_index(name) is not None and name not in keep_names:
+            if name in keep_names:
+                continue
+            if snapshot_index(name) is not None or checkpoint_index(name) is not None:
                 self.fs.remove(join(self.directory, name))
                 removed = True
         if removed:
             self.fs.sync_dir(self.directory)
         self._snapshot_indexes = kept
-        writer.remove_through(min(kept[-1], self._released))
+        self._checkpoint_indexes = checkpoints
+        if kept:
+            writer.remove_through(min(kept[-1], self._released))

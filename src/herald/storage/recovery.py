@@ -41,6 +41,8 @@ from . import format as fmt
 from .files import (
     HARD_STATE_FILE,
     TEMP_SUFFIX,
+    checkpoint_index,
+    checkpoint_name,
     read_hard_state,
     read_snapshot,
     segment_seq,
@@ -109,6 +111,10 @@ class Recovered:
     tail_size: int  # valid bytes in the last segment
     next_seq: int  # for a new segment, when none is left
     snapshot_indexes: list[int] = field(default_factory=list)  # on disk, newest first
+    #: The newest valid checkpoint after the snapshot, within the log: the state to
+    #: restore (the snapshot is where the log starts).
+    checkpoint: Snapshot | None = None
+    checkpoint_indexes: list[int] = field(default_factory=list)  # on disk, newest first
     has_hard_state: bool = False
     reset_to_snapshot: bool = False  # the log must record that it now starts at the snapshot
     #: The changes recovery decided on (temporary files removed, a torn tail cut,
@@ -370,6 +376,9 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         segments.append(SegmentInfo(seq, path, highest))
         tail_size = valid_end
     reset_to_snapshot = replay.finish()
+    checkpoint, checkpoint_indexes, corrupt_checkpoints = _pick_checkpoint(
+        fs, directory, names, base, replay.last, fixes
+    )
     if corrupt_snapshots and replay.last < snapshot_index_of(corrupt_snapshots[0]):
         # The damaged snapshot covered committed entries that neither an older
         # snapshot nor the log still hold: starting would forget them.
@@ -402,7 +411,7 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         entries=len(log_index),
         tail=tail,
         discarded=discarded,
-        corrupt_snapshots=tuple(error.path for error in corrupt_snapshots),
+        corrupt_snapshots=tuple(error.path for error in corrupt_snapshots + corrupt_checkpoints),
         removed_temp_files=removed_temp,
         commit_clamped_from=clamped,
     )
@@ -416,10 +425,46 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         tail_size=tail_size,
         next_seq=next_seq,
         snapshot_indexes=kept_indexes,
+        checkpoint=checkpoint,
+        checkpoint_indexes=checkpoint_indexes,
         has_hard_state=has_hard_state,
         reset_to_snapshot=reset_to_snapshot,
         fixes=fixes,
     )
+
+
+def _pick_checkpoint(
+    fs: FileSystem,
+    directory: str,
+    names: list[str],
+    base: int,
+    last: int,
+    fixes: list[Callable[[], None]],
+) -> tuple[Snapshot | None, list[int], list[CorruptSnapshotError]]:
+    """The newest valid checkpoint the log backs (after the snapshot, at or below the
+    log's end), the checkpoints kept, and the damaged ones skipped.
+
+    A checkpoint at or below the snapshot is obsolete and goes. One beyond the log's
+    end (the log was cut back by a repair) cannot be restored: the state would be
+    ahead of the log, so it is ignored, and so is a damaged one (an older one, or
+    the snapshot and the log, give the same committed state).
+    """
+    indexes = sorted(
+        (index for name in names if (index := checkpoint_index(name)) is not None), reverse=True
+    )
+    obsolete = tuple(join(directory, checkpoint_name(index)) for index in indexes if index <= base)
+    if obsolete:
+        fixes.append(partial(_remove_files, fs, directory, obsolete))
+    kept = [index for index in indexes if index > base]
+    corrupt: list[CorruptSnapshotError] = []
+    for index in kept:
+        if index > last:
+            continue
+        try:
+            return read_snapshot(fs, directory, checkpoint_name(index)), kept, corrupt
+        except CorruptSnapshotError as error:
+            corrupt.append(error)
+    return None, kept, corrupt
 
 
 def _refuse_snapshot(newest: CorruptSnapshotError) -> None:

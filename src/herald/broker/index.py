@@ -1,0 +1,495 @@
+"""The broker's per-queue indexes, held in arrays: what a retained message costs in memory.
+
+:class:`MessageIndex` knows, for each message a queue retains, where its publish
+is in the log (entry index, offset and length), its size for the queue's
+limits, its publish time and how many groups have not settled it yet: 32 bytes
+a message, in ``array`` columns, in chunks of 4096 consecutive sequences. A
+chunk whose messages are all settled is dropped; a chunk left with only a few
+live messages (a long-lived lease among many settled ones) is kept sparse, so
+memory follows what is retained, not the span of sequences.
+
+:class:`Backlog` is a group's never-delivered sequences as ranges of
+consecutive sequences: one range while messages are delivered in order.
+
+Both iterate in increasing sequence order, whatever their internal layout, and
+:mod:`herald.broker.snapshot` writes them as runs of consecutive sequences, so
+two replicas that hold the same messages write the same bytes.
+"""
+
+from __future__ import annotations
+
+import sys
+from array import array
+from collections import deque
+from collections.abc import Iterable, Iterator
+from typing import Final
+
+__all__ = ["CHUNK", "COLUMNS", "Backlog", "MessageIndex", "Run"]
+
+_BITS: Final = 12
+#: Sequences per chunk.
+CHUNK: Final = 1 << _BITS
+_MASK: Final = CHUNK - 1
+#: A complete chunk with fewer live messages than this goes sparse.
+_SPARSE_BELOW: Final = CHUNK // 16
+#: The columns, their array type codes, in the order runs are written.
+COLUMNS: Final = (
+    ("entry", "q"),
+    ("offset", "I"),
+    ("length", "I"),
+    ("size", "I"),
+    ("time", "q"),
+    ("refs", "I"),
+)
+_BIG_ENDIAN: Final = sys.byteorder == "big"
+if array("I").itemsize != 4 or array("q").itemsize != 8:  # pragma: no cover - exotic C ints
+    raise ImportError("herald.broker.index needs 4-byte 'I' and 8-byte 'q' arrays")
+
+#: One retained message: (entry, offset, length, size, publish time, refs).
+Record = tuple[int, int, int, int, int, int]
+
+
+class Run:
+    """Consecutive retained sequences ``first .. first + len - 1`` and their columns."""
+
+    __slots__ = ("columns", "first")
+
+    def __init__(self, first: int, columns: tuple[array[int], ...]) -> None:
+        self.first = first
+        self.columns = columns
+
+    def __len__(self) -> int:
+        return len(self.columns[0])
+
+    def to_bytes(self) -> list[bytes]:
+        """The columns as little-endian bytes, in :data:`COLUMNS` order."""
+        out = []
+        for column in self.columns:
+            if _BIG_ENDIAN:
+                column = array(column.typecode, column)
+                column.byteswap()
+            out.append(column.tobytes())
+        return out
+
+    @classmethod
+    def from_bytes(cls, first: int, count: int, blobs: list[bytes]) -> Run:
+        columns = []
+        for (_name, code), blob in zip(COLUMNS, blobs, strict=True):
+            column = array(code)
+            column.frombytes(blob)
+            if _BIG_ENDIAN:
+                column.byteswap()
+            if len(column) != count:
+                raise ValueError("a run's columns differ in length")
+            columns.append(column)
+        return cls(first, tuple(columns))
+
+
+class _Dense:
+    """A chunk as six arrays of CHUNK slots; a slot is live iff its entry is nonzero."""
+
+    __slots__ = ("columns", "high", "live", "low")
+
+    def __init__(self) -> None:
+        self.columns = tuple(
+            array(code, bytes(CHUNK * array(code).itemsize)) for _, code in COLUMNS
+        )
+        self.live = 0
+        # Live slots lie within [low, high): a hint that keeps scans short.
+        self.low = CHUNK
+        self.high = 0
+
+    def get(self, slot: int) -> Record | None:
+        columns = self.columns
+        entry = columns[0][slot]
+        if not entry:
+            return None
+        return (
+            entry,
+            columns[1][slot],
+            columns[2][slot],
+            columns[3][slot],
+            columns[4][slot],
+            columns[5][slot],
+        )
+
+    def put(self, slot: int, record: Record) -> None:
+        columns = self.columns
+        if not columns[0][slot]:
+            self.live += 1
+            self.low = min(self.low, slot)
+            self.high = max(self.high, slot + 1)
+        for column, value in zip(columns, record, strict=True):
+            column[slot] = value
+
+    def remove(self, slot: int) -> None:
+        for column in self.columns:
+            column[slot] = 0
+        self.live -= 1
+        # Keep [low, high) tight, so a chunk consumed in order stays one run.
+        entries = self.columns[0]
+        low, high = self.low, self.high
+        while low < high and not entries[low]:
+            low += 1
+        while high > low and not entries[high - 1]:
+            high -= 1
+        self.low, self.high = (low, high) if low < high else (CHUNK, 0)
+
+    def fill(self, slot: int, columns: tuple[array[int], ...], start: int, stop: int) -> None:
+        """Slots ``slot ..`` take ``columns[start:stop]`` (all of them free; on restore)."""
+        end = slot + stop - start
+        for mine, theirs in zip(self.columns, columns, strict=True):
+            mine[slot:end] = theirs[start:stop]
+        self.live += stop - start
+        self.low = min(self.low, slot)
+        self.high = max(self.high, end)
+
+    def lowest_entry(self) -> int:
+        entries = self.columns[0]
+        if self.live == self.high - self.low:
+            return min(entries[self.low : self.high]) if self.live else 0
+        return min((entry for entry in entries[self.low : self.high] if entry), default=0)
+
+    def slots(self) -> Iterator[int]:
+        entries = self.columns[0]
+        if self.live == self.high - self.low:
+            return iter(range(self.low, self.high))
+        return (slot for slot in range(self.low, self.high) if entries[slot])
+
+    def runs(self, base: int) -> Iterator[Run]:
+        """The live slots as runs of consecutive ones."""
+        low, high = self.low, self.high
+        columns = self.columns
+        if self.live == high - low:
+            if high > low:
+                yield Run(base + low, tuple(column[low:high] for column in columns))
+            return
+        entries = columns[0]
+        start = -1
+        for slot in range(low, high + 1):
+            if slot < high and entries[slot]:
+                if start < 0:
+                    start = slot
+            elif start >= 0:
+                yield Run(base + start, tuple(column[start:slot] for column in columns))
+                start = -1
+
+
+class _Sparse:
+    """A chunk with few live slots: a dict of them (slots kept in increasing order)."""
+
+    __slots__ = ("records",)
+
+    def __init__(self, records: dict[int, Record]) -> None:
+        self.records = records
+
+    @property
+    def live(self) -> int:
+        return len(self.records)
+
+    def get(self, slot: int) -> Record | None:
+        return self.records.get(slot)
+
+    def put(self, slot: int, record: Record) -> None:
+        records = self.records
+        if slot in records or not records or slot > next(reversed(records)):
+            records[slot] = record
+            return
+        # Keep the slots in increasing order (rare: a redriven message comes back).
+        records[slot] = record
+        self.records = dict(sorted(records.items()))
+
+    def remove(self, slot: int) -> None:
+        del self.records[slot]
+
+    def slots(self) -> Iterator[int]:
+        return iter(list(self.records))
+
+    def lowest_entry(self) -> int:
+        return min((record[0] for record in self.records.values()), default=0)
+
+    def runs(self, base: int) -> Iterator[Run]:
+        for slot, record in self.records.items():
+            yield Run(
+                base + slot,
+                tuple(
+                    array(code, (value,)) for (_, code), value in zip(COLUMNS, record, strict=True)
+                ),
+            )
+
+
+_Chunk = _Dense | _Sparse
+
+
+class MessageIndex:
+    """The messages one queue retains, by sequence. ``bytes``: the sum of their sizes."""
+
+    __slots__ = ("_chunks", "bytes", "count", "next_sequence")
+
+    def __init__(self) -> None:
+        # Chunk number -> chunk, in increasing order (chunks are made in order;
+        # one made out of order is sorted in, see _new_chunk).
+        self._chunks: dict[int, _Chunk] = {}
+        self.count = 0
+        self.bytes = 0
+        #: No sequence at or above this has been added yet: a chunk below the
+        #: chunk it falls in is complete.
+        self.next_sequence = 1
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __contains__(self, sequence: int) -> bool:
+        chunk = self._chunks.get(sequence >> _BITS)
+        return chunk is not None and chunk.get(sequence & _MASK) is not None
+
+    def get(self, sequence: int) -> Record | None:
+        chunk = self._chunks.get(sequence >> _BITS)
+        return None if chunk is None else chunk.get(sequence & _MASK)
+
+    def record(self, sequence: int) -> Record:
+        """The message's record. Raises KeyError if it is not retained."""
+        found = self.get(sequence)
+        if found is None:
+            raise KeyError(sequence)
+        return found
+
+    # -- changes -----------------------------------------------------------------------
+
+    def add(self, sequence: int, record: Record) -> None:
+        """Retain a message (or put back one that was released: a redrive)."""
+        if record[0] <= 0:
+            raise ValueError(f"message {sequence} needs a log index, not {record[0]}")
+        number = sequence >> _BITS
+        chunk = self._chunks.get(number)
+        if chunk is None:
+            chunk = self._new_chunk(number)
+        slot = sequence & _MASK
+        if chunk.get(slot) is not None:
+            raise ValueError(f"message {sequence} is retained already")
+        self.next_sequence = max(self.next_sequence, sequence + 1)
+        chunk.put(slot, record)
+        self.count += 1
+        self.bytes += record[3]
+
+    def set_refs(self, sequence: int, refs: int) -> None:
+        number, slot = sequence >> _BITS, sequence & _MASK
+        chunk = self._chunks[number]
+        record = chunk.get(slot)
+        if record is None:
+            raise KeyError(sequence)
+        if isinstance(chunk, _Dense):
+            chunk.columns[5][slot] = refs
+        else:
+            chunk.records[slot] = (*record[:5], refs)
+
+    def refs(self, sequence: int) -> int:
+        return self.record(sequence)[5]
+
+    def add_ref_to_all(self) -> None:
+        """Every retained message gains a reference (a new group)."""
+        for chunk in self._chunks.values():
+            if isinstance(chunk, _Dense):
+                refs = chunk.columns[5]
+                for slot in chunk.slots():
+                    refs[slot] += 1
+            else:
+                chunk.records = {
+                    slot: (*record[:5], record[5] + 1) for slot, record in chunk.records.items()
+                }
+
+    def remove(self, sequence: int) -> Record:
+        """Forget a retained message; returns its record. Raises KeyError."""
+        number, slot = sequence >> _BITS, sequence & _MASK
+        chunk = self._chunks.get(number)
+        record = None if chunk is None else chunk.get(slot)
+        if chunk is None or record is None:
+            raise KeyError(sequence)
+        chunk.remove(slot)
+        self.count -= 1
+        self.bytes -= record[3]
+        complete = (number + 1) << _BITS <= self.next_sequence
+        if not chunk.live and complete:
+            del self._chunks[number]
+        elif complete and isinstance(chunk, _Dense) and chunk.live < _SPARSE_BELOW:
+            self._chunks[number] = _Sparse(
+                {s: r for s in chunk.slots() if (r := chunk.get(s)) is not None}
+            )
+        return record
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self.count = 0
+        self.bytes = 0
+
+    # -- reads -------------------------------------------------------------------------
+
+    def sequences(self) -> Iterator[int]:
+        """The retained sequences, increasing."""
+        for number, chunk in list(self._chunks.items()):
+            base = number << _BITS
+            for slot in chunk.slots():
+                yield base + slot
+
+    def runs(self) -> Iterator[Run]:
+        """The retained messages as runs of consecutive sequences, increasing."""
+        pending: Run | None = None
+        for number, chunk in self._chunks.items():
+            for run in chunk.runs(number << _BITS):
+                if pending is not None and pending.first + len(pending) == run.first:
+                    # A run that crosses a chunk boundary is one run.
+                    for mine, theirs in zip(pending.columns, run.columns, strict=True):
+                        mine.extend(theirs)
+                    continue
+                if pending is not None:
+                    yield pending
+                pending = run
+        if pending is not None:
+            yield pending
+
+    def pin(self) -> int:
+        """The lowest log index a retained message is in (0: none is retained).
+
+        Not simply the first message's: a redriven message comes back with its
+        old, lower entry. A minimum over the entry columns, in C for the chunks
+        without holes.
+        """
+        lowest = 0
+        for chunk in self._chunks.values():
+            entry = chunk.lowest_entry()
+            if entry and (not lowest or entry < lowest):
+                lowest = entry
+        return lowest
+
+    def load_run(self, run: Run) -> None:
+        """Add the messages of ``run``, none of them retained yet (on restore): whole
+        slices of the columns at a time, so a restart does not pay per message."""
+        columns = run.columns
+        sizes = columns[3]
+        if min(columns[0], default=1) <= 0:
+            raise ValueError(f"a message of the run at {run.first} has no log index")
+        start = 0
+        total = len(run)
+        while start < total:
+            sequence = run.first + start
+            number, slot = sequence >> _BITS, sequence & _MASK
+            stop = min(total, start + CHUNK - slot)
+            chunk = self._chunks.get(number)
+            if chunk is None:
+                chunk = self._new_chunk(number)
+            if isinstance(chunk, _Dense) and (chunk.live == 0 or slot >= chunk.high):
+                chunk.fill(slot, columns, start, stop)
+            else:
+                for position in range(start, stop):
+                    at = (run.first + position) & _MASK
+                    if chunk.get(at) is not None:
+                        raise ValueError(f"message {run.first + position} appears twice")
+                    e, o, n, z, t, f = (column[position] for column in columns)
+                    chunk.put(at, (e, o, n, z, t, f))
+            self.count += stop - start
+            self.bytes += sum(sizes[start:stop])
+            self.next_sequence = max(self.next_sequence, run.first + stop)
+            start = stop
+
+    def _new_chunk(self, number: int) -> _Chunk:
+        chunk = _Dense()
+        chunks = self._chunks
+        last = next(reversed(chunks), None)
+        chunks[number] = chunk
+        if last is not None and number < last:
+            self._chunks = dict(sorted(chunks.items()))
+        return chunk
+
+    def check(self) -> None:
+        """Raise ValueError if the counts disagree with the contents (O(n); tests)."""
+        count = 0
+        total = 0
+        previous = 0
+        for sequence in self.sequences():
+            if sequence <= previous:
+                raise ValueError("sequences out of order")
+            previous = sequence
+            record = self.record(sequence)
+            count += 1
+            total += record[3]
+        if (count, total) != (self.count, self.bytes):
+            raise ValueError(f"counts {self.count}/{self.bytes}, contents {count}/{total}")
+
+
+class Backlog:
+    """A group's never-delivered sequences, increasing, as ranges [low, high)."""
+
+    __slots__ = ("_ranges", "count")
+
+    def __init__(self, sequences: Iterable[int] = ()) -> None:
+        self._ranges: deque[list[int]] = deque()
+        self.count = 0
+        for sequence in sequences:
+            self.append(sequence)
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __bool__(self) -> bool:
+        return self.count > 0
+
+    def __iter__(self) -> Iterator[int]:
+        for low, high in list(self._ranges):
+            yield from range(low, high)
+
+    def __getitem__(self, position: int) -> int:
+        """Only the first sequence (position 0) is asked for."""
+        if position != 0 or not self._ranges:
+            raise IndexError(position)
+        return self._ranges[0][0]
+
+    def append(self, sequence: int) -> None:
+        ranges = self._ranges
+        if ranges:
+            last = ranges[-1]
+            if sequence == last[1]:
+                last[1] += 1
+                self.count += 1
+                return
+            if sequence < last[1]:
+                raise ValueError(f"backlog sequence {sequence} after {last[1] - 1}")
+        ranges.append([sequence, sequence + 1])
+        self.count += 1
+
+    def popleft(self) -> int:
+        first = self._ranges[0]
+        sequence = first[0]
+        first[0] += 1
+        if first[0] == first[1]:
+            self._ranges.popleft()
+        self.count -= 1
+        return sequence
+
+    def pop(self) -> int:
+        """Take the last sequence off."""
+        last = self._ranges[-1]
+        last[1] -= 1
+        if last[0] == last[1]:
+            self._ranges.pop()
+        self.count -= 1
+        return last[1]
+
+    def clear(self) -> None:
+        self._ranges.clear()
+        self.count = 0
+
+    def ranges(self) -> list[tuple[int, int]]:
+        return [(low, high) for low, high in self._ranges]
+
+    def add_range(self, low: int, high: int) -> None:
+        """Append [low, high) (on restore: after everything held)."""
+        if high <= low or (self._ranges and low < self._ranges[-1][1]):
+            raise ValueError(f"backlog range {low}..{high} out of order")
+        if self._ranges and self._ranges[-1][1] == low:
+            self._ranges[-1][1] = high
+        else:
+            self._ranges.append([low, high])
+        self.count += high - low

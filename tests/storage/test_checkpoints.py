@@ -1,0 +1,110 @@
+"""Checkpoints: restart points kept ahead of where the log starts, and their promotion."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from herald.raft import HardState
+from herald.storage import DiskFaults, SimFileSystem, WalLogStore
+from herald.storage.files import checkpoint_name, snapshot_name
+
+from .scripts import DATA_DIR, entries, load, snapshot
+
+BIG = 1 << 40
+
+
+def store_with_log(fs: SimFileSystem, last: int = 100, **kw: int) -> WalLogStore:
+    store = WalLogStore(fs, DATA_DIR, segment_size=4096, **kw)
+    load(store)
+    store.write(HardState(1, 1, 0), [], None)
+    for first in range(1, last + 1, 10):
+        store.write(None, entries(first, min(first + 9, last), 1), None)
+        store.sync()
+    return store
+
+
+def names(fs: SimFileSystem, prefix: str) -> list[str]:
+    return [name for name in fs.list_dir(DATA_DIR) if name.startswith(prefix)]
+
+
+def test_a_checkpoint_is_written_by_the_next_sync_and_restored_at_restart() -> None:
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = store_with_log(fs)
+    store.save_checkpoint(snapshot(60, 1))
+    assert names(fs, "ckpt-") == []  # not on the loop: the fsync thread writes it
+    store.sync()
+    assert names(fs, "ckpt-") == [checkpoint_name(60)]
+    store.close()
+    state = load(WalLogStore(fs, DATA_DIR, segment_size=4096))
+    assert state.snapshot is None  # the log still starts at the beginning ...
+    assert state.checkpoint == snapshot(60, 1)  # ... and the state restarts from here
+    assert state.entries == tuple(entries(1, 100, 1))
+
+
+def test_a_newer_checkpoint_replaces_one_not_yet_written() -> None:
+    fs = SimFileSystem(random.Random(1))
+    store = store_with_log(fs)
+    store.save_checkpoint(snapshot(50, 1))
+    store.save_checkpoint(snapshot(70, 1))
+    store.sync()
+    assert names(fs, "ckpt-") == [checkpoint_name(70)]
+
+
+def test_promotion_takes_the_newest_checkpoint_below_the_pin() -> None:
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = store_with_log(fs, keep_snapshots=2)
+    for index in (30, 60, 90):
+        store.save_checkpoint(snapshot(index, 1))
+        store.sync()
+    assert names(fs, "ckpt-") == [checkpoint_name(60), checkpoint_name(90)]  # two kept
+    assert store.promote(50) == 0  # 30 is gone: nothing kept lies below 50
+    assert store.promote(85) == 60
+    assert names(fs, "snap-") == [snapshot_name(60)]
+    assert names(fs, "ckpt-") == [checkpoint_name(90)]
+    assert store.read_snapshot(60) == snapshot(60, 1)
+    assert store.read_snapshot(90) == snapshot(90, 1)
+    store.release(60)
+    store.close()
+    state = load(WalLogStore(fs, DATA_DIR, segment_size=4096))
+    assert state.snapshot == snapshot(60, 1)
+    assert state.checkpoint == snapshot(90, 1)
+    assert state.entries == tuple(entries(61, 100, 1))
+
+
+def test_a_checkpoint_beyond_the_log_is_not_restored() -> None:
+    """A repair that cuts the log back below a checkpoint must not leave the state
+    ahead of the log."""
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = store_with_log(fs, last=40)
+    store.save_checkpoint(snapshot(40, 1))
+    store.sync()
+    store.close()
+    fs.remove(f"{DATA_DIR}/{sorted(names(fs, 'wal-'))[-1]}")  # the tail segment is lost
+    fs.sync_dir(DATA_DIR)
+    state = load(WalLogStore(fs, DATA_DIR, segment_size=4096, repair=True))
+    assert state.last_index < 40
+    assert state.checkpoint is None
+
+
+def test_obsolete_and_damaged_checkpoints_are_passed_over() -> None:
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = store_with_log(fs)
+    store.save_checkpoint(snapshot(60, 1))
+    store.sync()
+    store.save_checkpoint(snapshot(80, 1))
+    store.sync()
+    store.close()
+    fs.corrupt(f"{DATA_DIR}/{checkpoint_name(80)}", 30)
+    reopened = WalLogStore(fs, DATA_DIR, segment_size=4096)
+    state = load(reopened)
+    assert state.checkpoint == snapshot(60, 1)  # the older one, with the log
+    assert reopened.report is not None
+    assert reopened.report.corrupt_snapshots == (f"{DATA_DIR}/{checkpoint_name(80)}",)
+
+
+def test_read_snapshot_names_what_is_not_kept() -> None:
+    store = store_with_log(SimFileSystem(random.Random(1)))
+    with pytest.raises(Exception, match="no snapshot is kept at index 7"):
+        store.read_snapshot(7)
