@@ -313,3 +313,36 @@ def test_a_step_of_the_leaders_clock_does_not_forget_keys() -> None:
     first, retry = answers[2].value, answers[3].value
     assert retry[2], f"the retry was stored twice: {first} then {retry}"
     assert retry[1] == first[1]
+
+
+def test_a_lease_held_for_hours_does_not_keep_the_log_from_being_compacted() -> None:
+    """One message leased for twelve hours among many settled ones: the leader
+    copies it forward (a Carry), and the log starts past where it was published."""
+    d = Driver(snapshot_entries=30, retain_entries=5)
+    link = d.core.connect("c")
+    assert all(r.ok for r in d.send(link, w.CreateQueue(d.rid(), "q")).values())
+    assert all(r.ok for r in d.send(link, w.Subscribe(d.rid(), "q", "g", "c")).values())
+    [published] = d.send(link, w.Publish(d.rid(), "q", b"held for hours")).values()
+    assert published.ok
+    first_entry = d.core.applied
+    twelve_hours = 12 * 3600 * SECOND
+    [held] = d.send(link, w.Deliver(d.rid(), "q", "g", "c", 1, twelve_hours)).values()
+    assert held.ok and held.value[0].body == b"held for hours"
+    for n in range(150):
+        d.send(link, w.Publish(d.rid(), "q", b"m%d" % n))
+        [taken] = d.send(link, w.Deliver(d.rid(), "q", "g", "c", 1)).values()
+        [delivery] = taken.value
+        assert d.send(link, w.Ack(d.rid(), "q", "g", delivery.sequence, delivery.token))
+        if n % 10 == 0:
+            d.advance(1_000_000)  # the broker's tick, where the leader looks
+            d.core.tick(d.now())
+            d.run()
+    storage = d.core.host.storage
+    assert d.core.stats["messages_carried"] >= 1
+    assert storage.first_index() > first_entry  # the log no longer reaches back
+    peeked = d.send(link, w.Peek(d.rid(), "q", "g", 10)).values()
+    [only] = next(iter(peeked)).value
+    assert only.body == b"held for hours"  # read from where it was carried
+    sequence = held.value[0].sequence
+    [acked] = d.send(link, w.Ack(d.rid(), "q", "g", sequence, held.value[0].token)).values()
+    assert acked.ok

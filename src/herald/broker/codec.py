@@ -32,9 +32,14 @@ each). Queue options are eight u64 fields in the fixed part, 0 meaning None
 **Batch** (opcode 16) holds other commands: after the head, ``count u32``, then
 per command ``length u32`` and the command's own encoding. Batches do not nest.
 
+**Carry** (opcode 17): after the head, ``count u32``, then per carried message
+``incarnation u64, sequence u64, queue length u16, group length u16, publish
+length u32``, the queue and group (UTF-8) and the publish (a Publish command's
+encoding, as the log held it).
+
 Opcodes (stable; never reuse one): 1 Tick, 2 CreateQueue, 3 DeleteQueue,
 4 PurgeQueue, 5 Publish, 6 Subscribe, 7 Heartbeat, 8 Leave, 9 Deliver, 10 Ack,
-11 Nack, 12 Extend, 13 Reject, 14 Redrive, 15 DeleteGroup, 16 Batch.
+11 Nack, 12 Extend, 13 Reject, 14 Redrive, 15 DeleteGroup, 16 Batch, 17 Carry.
 
 Decoding never raises anything but :class:`~herald.errors.MalformedCommandError`:
 short or trailing bytes, an unknown opcode, invalid UTF-8 and field values a
@@ -53,6 +58,8 @@ from herald.errors import InvalidCommandError, MalformedCommandError
 from .commands import (
     Ack,
     Batch,
+    Carried,
+    Carry,
     Command,
     CreateQueue,
     DeleteGroup,
@@ -95,6 +102,8 @@ _ABSENT32 = 0xFFFFFFFF
 _PUBLISH_OPCODE = 5
 _BATCH_OPCODE = 16
 _BATCH_HEAD = struct.Struct("<BBQI")
+_CARRY_OPCODE: Final = 17
+_CARRIED = struct.Struct("<QQHHI")
 _LENGTH = struct.Struct("<I")
 
 _MODES = (DeliveryMode.AT_LEAST_ONCE, DeliveryMode.AT_MOST_ONCE)
@@ -209,6 +218,7 @@ _BY_OPCODE: dict[int, _Layout] = {layout.opcode: layout for layout in _LAYOUTS}
 OPCODES: dict[type[Command], int] = {
     **{layout.command: layout.opcode for layout in _LAYOUTS},
     Publish: _PUBLISH_OPCODE,
+    Carry: _CARRY_OPCODE,
 }
 
 
@@ -221,6 +231,8 @@ def encode(command: Command) -> bytes:
         return _encode_publish(command)
     if type(command) is Batch:
         return encode_batch([encode(inner) for inner in command.commands], command.time)
+    if type(command) is Carry:
+        return _encode_carry(command)
     layout = _BY_TYPE.get(type(command))
     if layout is None:
         raise InvalidCommandError(f"not a broker command: {command!r}")
@@ -280,11 +292,52 @@ def encode_batch(encoded: list[bytes], time: int) -> bytes:
         raise InvalidCommandError("a batch needs at least one command")
     parts = [_BATCH_HEAD.pack(VERSION, _BATCH_OPCODE, time, len(encoded))]
     for payload in encoded:
-        if len(payload) > 1 and payload[1] == _BATCH_OPCODE:
-            raise InvalidCommandError("a batch cannot hold another batch")
+        if len(payload) > 1 and payload[1] in (_BATCH_OPCODE, _CARRY_OPCODE):
+            raise InvalidCommandError("a batch cannot hold another batch or a carry")
         parts.append(_LENGTH.pack(len(payload)))
         parts.append(payload)
     return b"".join(parts)
+
+
+def _encode_carry(command: Carry) -> bytes:
+    parts = [_BATCH_HEAD.pack(VERSION, _CARRY_OPCODE, command.time, len(command.items))]
+    try:
+        for item in command.items:
+            queue, group = item.queue.encode(), item.group.encode()
+            parts.append(
+                _CARRIED.pack(
+                    item.incarnation, item.sequence, len(queue), len(group), len(item.publish)
+                )
+            )
+            parts.extend((queue, group, item.publish))
+    except struct.error as error:
+        raise InvalidCommandError(f"Carry does not fit the codec: {error}") from None
+    return b"".join(parts)
+
+
+def _decode_carry(data: bytes, spans: list[Span] | None = None) -> Carry:
+    _version, _opcode, time, count = _BATCH_HEAD.unpack_from(data, 0)
+    offset = _BATCH_HEAD.size
+    items: list[Carried] = []
+    for _ in range(count):
+        incarnation, sequence, queue_length, group_length, length = _CARRIED.unpack_from(
+            data, offset
+        )
+        offset += _CARRIED.size
+        queue = data[offset : offset + queue_length].decode()
+        offset += queue_length
+        group = data[offset : offset + group_length].decode()
+        offset += group_length
+        end = offset + length
+        if end > len(data):
+            raise MalformedCommandError("a carried publish runs past the end of the entry")
+        if spans is not None:
+            spans.append((offset, length))
+        items.append(Carried(queue, incarnation, group, sequence, bytes(data[offset:end])))
+        offset = end
+    if offset != len(data):
+        raise MalformedCommandError(f"{len(data) - offset} bytes after the carry")
+    return Carry(tuple(items), time=time)
 
 
 def batch_spans(lengths: list[int]) -> list[Span]:
@@ -311,8 +364,8 @@ def _decode_batch(data: bytes, spans: list[Span] | None = None) -> Batch:
         if end > len(data):
             raise MalformedCommandError("a batched command runs past the end of the entry")
         payload = data[offset:end]
-        if len(payload) > 1 and payload[1] == _BATCH_OPCODE:
-            raise MalformedCommandError("a batch cannot hold another batch")
+        if len(payload) > 1 and payload[1] in (_BATCH_OPCODE, _CARRY_OPCODE):
+            raise MalformedCommandError("a batch cannot hold another batch or a carry")
         commands.append(decode(payload))
         offset = end
     if offset != len(data):
@@ -326,10 +379,11 @@ def _decode_batch(data: bytes, spans: list[Span] | None = None) -> Batch:
 def decode_entry(data: bytes) -> tuple[Command, list[Span]]:
     """The command in an entry payload and where each command it holds is: one span
     per command of a batch, else the whole entry. Raises MalformedCommandError."""
-    if len(data) >= _HEAD.size and data[0] == VERSION and data[1] == _BATCH_OPCODE:
+    if len(data) >= _HEAD.size and data[0] == VERSION and data[1] in (_BATCH_OPCODE, _CARRY_OPCODE):
         spans: list[Span] = []
+        decoder = _decode_batch if data[1] == _BATCH_OPCODE else _decode_carry
         try:
-            return _decode_batch(data, spans), spans
+            return decoder(data, spans), spans
         except MalformedCommandError:
             raise
         except (struct.error, UnicodeDecodeError, InvalidCommandError, TypeError) as error:
@@ -357,6 +411,8 @@ def decode(data: bytes) -> Command:
             return _decode_publish(data)
         if opcode == _BATCH_OPCODE:
             return _decode_batch(data)
+        if opcode == _CARRY_OPCODE:
+            return _decode_carry(data)
         layout = _BY_OPCODE.get(opcode)
         if layout is None:
             raise MalformedCommandError(f"unknown command opcode {opcode}")

@@ -25,6 +25,8 @@ __all__ = [
     "MAX_BATCH",
     "MAX_NAME",
     "Ack",
+    "Carried",
+    "Carry",
     "Command",
     "CreateQueue",
     "DeleteGroup",
@@ -321,6 +323,47 @@ class Redrive(Command):
 
 
 @dataclass(frozen=True, slots=True)
+class Carried:
+    """One message whose publish a Carry copies forward: retained in ``queue``
+    (``group`` empty) or a dead letter of ``group``. ``publish`` is its Publish
+    command, byte for byte as the log holds it."""
+
+    queue: str
+    incarnation: int
+    group: str
+    sequence: int
+    publish: bytes
+
+    def __post_init__(self) -> None:
+        _name("queue", self.queue)
+        if self.group:
+            _name("group", self.group)
+        _u64("incarnation", self.incarnation)
+        _u64("sequence", self.sequence)
+        if not self.publish:
+            raise InvalidCommandError("a carried message needs its publish")
+
+
+@dataclass(frozen=True, slots=True)
+class Carry(Command):
+    """Copy the publishes of long-lived messages into this entry, so the log before
+    them can be compacted (see :mod:`herald.broker.machine`).
+
+    The leader proposes it when a few old messages -- a lease held for hours, a
+    dead letter nobody redrives -- are all that keeps the log from being
+    compacted. Applying it moves each message that is still there, as it was, to
+    its copy here; one settled or gone meanwhile is skipped.
+    """
+
+    items: tuple[Carried, ...] = ()
+
+    def __post_init__(self) -> None:
+        super(Carry, self).__post_init__()
+        if not self.items:
+            raise InvalidCommandError("a carry needs at least one message")
+
+
+@dataclass(frozen=True, slots=True)
 class Batch(Command):
     """Several commands in one log entry, applied in order, one result each.
 
@@ -338,7 +381,7 @@ class Batch(Command):
         if not self.commands:
             raise InvalidCommandError("a batch needs at least one command")
         for command in self.commands:
-            if isinstance(command, Batch):
-                raise InvalidCommandError("a batch cannot hold another batch")
+            if isinstance(command, (Batch, Carry)):
+                raise InvalidCommandError("a batch cannot hold another batch or a carry")
             if not isinstance(command, Command):
                 raise InvalidCommandError(f"not a broker command: {command!r}")

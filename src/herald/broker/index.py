@@ -286,6 +286,35 @@ class MessageIndex:
         else:
             chunk.records[slot] = (*record[:5], refs)
 
+    def move(self, sequence: int, entry: int, offset: int, length: int) -> None:
+        """The message's publish is now at ``entry`` (a Carry copied it there)."""
+        number, slot = sequence >> _BITS, sequence & _MASK
+        chunk = self._chunks[number]
+        record = chunk.get(slot)
+        if record is None or entry <= 0:
+            raise KeyError(sequence)
+        if isinstance(chunk, _Dense):
+            columns = chunk.columns
+            columns[0][slot], columns[1][slot], columns[2][slot] = entry, offset, length
+        else:
+            chunk.records[slot] = (entry, offset, length, *record[3:])
+
+    def older_than(self, entry: int, limit: int) -> list[tuple[int, Record]] | None:
+        """The retained messages whose publish is in an entry before ``entry``, in
+        sequence order; None if there are more than ``limit`` of them."""
+        found: list[tuple[int, Record]] = []
+        for number, chunk in self._chunks.items():
+            if chunk.lowest_entry() >= entry:
+                continue
+            base = number << _BITS
+            for slot in chunk.slots():
+                record = chunk.get(slot)
+                if record is not None and record[0] < entry:
+                    if len(found) == limit:
+                        return None
+                    found.append((base + slot, record))
+        return found
+
     def refs(self, sequence: int) -> int:
         return self.record(sequence)[5]
 

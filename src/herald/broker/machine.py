@@ -146,6 +146,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from itertools import islice
 from typing import Any, Final, TypeAlias
 
@@ -170,10 +171,11 @@ from herald.errors import (
 from herald.raft import Entry, EntryKind
 
 from . import snapshot as _snapshot
-from .codec import Span, decode_entry
+from .codec import Span, decode_entry, decode_publish
 from .commands import (
     Ack,
     Batch,
+    Carry,
     Command,
     CreateQueue,
     DeleteGroup,
@@ -205,6 +207,7 @@ from .model import (
     GroupStats,
     Left,
     Message,
+    MovedForward,
     Nacked,
     Peeked,
     PeekState,
@@ -261,6 +264,7 @@ Result: TypeAlias = (
     | Rejected
     | Redriven
     | GroupDeleted
+    | MovedForward
     | BatchResult
     | BrokerError
 )
@@ -305,6 +309,7 @@ class Broker:
             DeleteQueue: self._delete_queue,
             PurgeQueue: self._purge_queue,
             Redrive: self._redrive,
+            Carry: self._carry,
             DeleteGroup: self._delete_group,
             Batch: self._batch,
         }
@@ -976,6 +981,70 @@ class Broker:
             heapq.heappush(group.retry, sequence)
             queue.counters.redriven += 1
         return Redriven(queue.name, group.name, tuple(key[1] for key in keys))
+
+    # -- moving long-lived messages forward ------------------------------------------------------
+
+    def _carry(self, command: Carry) -> MovedForward:
+        """Move each carried message that is still where the leader saw it to its copy
+        in this entry; one settled, redriven elsewhere or of another incarnation
+        meanwhile is left alone (every replica decides the same, from the state)."""
+        spans = self._spans
+        if spans is None or len(spans) != len(command.items):
+            raise InvalidCommandError("a carry is only applied from its log entry (apply)")
+        index = self.applied_index
+        queues = self._state.queues
+        moved = 0
+        for item, (offset, length) in zip(command.items, spans, strict=True):
+            queue = queues.get(item.queue)
+            if queue is None or queue.incarnation != item.incarnation:
+                continue
+            try:
+                publish = decode_publish(item.publish)
+            except MalformedCommandError:
+                continue
+            size = message_size(publish.body, publish.headers)
+            if not item.group:
+                record = queue.messages.get(item.sequence)
+                if record is None or record[3] != size or record[0] >= index:
+                    continue
+                queue.messages.move(item.sequence, index, offset, length)
+            else:
+                key = (item.group, item.sequence)
+                letter = queue.dead_letters.get(key)
+                if letter is None or letter.size != size or letter.stored.index >= index:
+                    continue
+                moved_ref = replace(letter.stored, index=index, offset=offset, length=length)
+                queue.dead_letters[key] = replace(letter, stored=moved_ref)
+            moved += 1
+        return MovedForward(moved)
+
+    def carry_candidates(
+        self, before: int, limit: int, max_bytes: int
+    ) -> list[tuple[str, int, str, MessageRef]] | None:
+        """What a Carry would copy to let the log start at ``before``: every retained
+        message and dead letter whose publish is in an earlier entry, as (queue,
+        incarnation, group -- empty for a retained message --, where it is). None if
+        they are more than ``limit`` or their publishes more than ``max_bytes``:
+        then the log before ``before`` is mostly live and copying would not pay."""
+        found: list[tuple[str, int, str, MessageRef]] = []
+        total = 0
+        for queue in self._state.queues.values():
+            old = queue.messages.older_than(before, limit - len(found))
+            if old is None:
+                return None
+            for sequence, (entry, offset, length, _size, time, _refs) in old:
+                ref = MessageRef(sequence, entry, offset, length, time, self._read)
+                found.append((queue.name, queue.incarnation, "", ref))
+                total += length
+            for (group, _sequence), letter in queue.dead_letters.items():
+                if letter.stored.index < before:
+                    if len(found) == limit:
+                        return None
+                    found.append((queue.name, queue.incarnation, group, letter.stored))
+                    total += letter.stored.length
+            if total > max_bytes:
+                return None
+        return found
 
     # -- timers ------------------------------------------------------------------------------------
 

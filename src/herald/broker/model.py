@@ -411,6 +411,13 @@ class Redriven:
 
 
 @dataclass(frozen=True, slots=True)
+class MovedForward:
+    """How many of a Carry's messages moved to it (the rest were settled or gone)."""
+
+    moved: int
+
+
+@dataclass(frozen=True, slots=True)
 class GroupDeleted:
     queue: str
     group: str

@@ -81,7 +81,7 @@ def serve(
         "at most about this much.",
     ),
     log_cache_mb: float = typer.Option(
-        32.0, "--log-cache-mb", min=0.0, help="MiB of decoded log records kept in memory."
+        8.0, "--log-cache-mb", min=0.0, help="MiB of decoded log records kept in memory."
     ),
     retain_entries: int = typer.Option(
         1_000,

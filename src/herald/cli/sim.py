@@ -123,6 +123,7 @@ EXERCISED = {
     "refused_queue_full": "refused_queue_full",
     "refused_unknown_queue": "refused_unknown_queue",
     "turned_away": "turned_away_overload_or_not_leader",
+    "messages_carried": "messages_carried_forward",
     "publish_unknown": "publish_outcome_unknown",
     "producer_restarts": "producer_restarts_new_id",
     "relay_restarts": "outbox_relay_restarts",

@@ -137,7 +137,7 @@ class NodeConfig:
     #: Entries kept before the snapshot for slow followers.
     retain_entries: int = 1_000
     #: Decoded log records kept in memory for reads (the tail just written).
-    log_cache_bytes: int = 32 * MIB
+    log_cache_bytes: int = 8 * MIB
 
     # -- shutdown.
     #: How long a stopping node waits for proposals in flight to apply.

@@ -213,6 +213,13 @@ class NodeHost:
         self.checkpoint_bytes = checkpoint_bytes
         self.retain_entries = retain_entries
         self._applied_bytes = 0  # entry data applied since the last checkpoint
+        self._applied_total = 0  # entry data applied since this host started
+        self._base_total = 0  # _applied_total when the log's snapshot was taken (0: before)
+        self._checkpoint_totals: dict[int, int] = {}  # of the checkpoints taken here
+        #: Set when the state machine's pin keeps the newest checkpoint from becoming
+        #: where the log starts: (that checkpoint's index, the bytes of log it would
+        #: let go). The request core may then copy the few old messages forward.
+        self.carry_hint: tuple[int, int] | None = None
         self.conf = ConfState(tuple(sorted(config.voters)))
 
         durable = log_store.load()
@@ -322,6 +329,7 @@ class NodeHost:
         for entry in rd.committed_entries:
             result = self.state_machine.apply(entry) if entry.kind == EntryKind.NORMAL else None
             self._applied_bytes += len(entry.data)
+            self._applied_total += len(entry.data)
             self.observer.on_applied(self.id, entry, result)
         for read_state in rd.read_states:
             self.observer.on_read_state(self.id, read_state)
@@ -379,8 +387,17 @@ class NodeHost:
         # Durable before anything depends on it.
         self.log_store.save_checkpoint(Snapshot(meta, self.state_machine.snapshot()))
         self._checkpointed = applied
-        promoted = self.log_store.promote(self.state_machine.pin())
+        totals = self._checkpoint_totals
+        totals[applied] = self._applied_total
+        while len(totals) > 4:
+            del totals[next(iter(totals))]
+        pin = self.state_machine.pin()
+        promoted = self.log_store.promote(pin)
         if promoted:
             storage.use_snapshot(promoted, self.conf)
+            self._base_total = totals.get(promoted, self._base_total)
+        self.carry_hint = (
+            (applied, self._applied_total - self._base_total) if pin <= applied else None
+        )
         base = storage.snapshot_meta.index
         storage.compact(max(storage.first_index() - 1, min(base, applied - self.retain_entries)))

@@ -59,6 +59,8 @@ from herald.broker import (
     Batch,
     BatchResult,
     Broker,
+    Carried,
+    Carry,
     Command,
     Deliveries,
     Left,
@@ -265,6 +267,7 @@ class ServerCore:
         self._batch_slots: list[_Slot | None] = []
         self._batch_bytes = 0
         self._proposals: dict[int, _Proposal] = {}
+        self._carrying = 0  # the index of the Carry proposed last
         self._uncommitted = 0
         # Reads: collected, waiting for their read-index, waiting to be applied.
         self._reads: list[_Slot] = []
@@ -293,7 +296,12 @@ class ServerCore:
             }
         )
         self.stopping = False
-        self.stats = {"entries_proposed": 0, "commands_proposed": 0, "turned_away": 0}
+        self.stats = {
+            "entries_proposed": 0,
+            "commands_proposed": 0,
+            "turned_away": 0,
+            "messages_carried": 0,
+        }
 
     # -- connections ------------------------------------------------------------------------
 
@@ -381,11 +389,49 @@ class ServerCore:
             return
         tick = Tick(time=self._stamp(now))
         self._add_to_batch(tick, encode(tick), None)
+        if self.host.carry_hint is not None:
+            self._maybe_carry(now)
         # Time moved: leases may have expired and delayed nacks come due.
         if self._parked_count:
             for queue in self._parked:
                 self._wake[queue] = 1 << 30
             self._wake_polls()
+
+    def _maybe_carry(self, now: Instant) -> None:
+        """Copy the few old messages that keep the log from being compacted forward.
+
+        The host says when the broker's pin keeps its newest checkpoint from
+        becoming where the log starts. If what lies before that checkpoint is
+        mostly settled -- the live publishes there are at most an eighth of the
+        log they hold back, and few -- one Carry entry copies them forward, and
+        the next checkpoint can start the log past them. A log that is mostly
+        live (a real backlog) is left alone: copying it would only double it.
+        One look per checkpoint, one Carry in flight at a time.
+        """
+        hint = self.host.carry_hint
+        self.host.carry_hint = None
+        if hint is None or self._carrying > self.applied:
+            return
+        checkpoint, span = hint
+        budget = min(span // 8, _CARRY_BYTES)
+        found = self.broker.carry_candidates(checkpoint + 1, _CARRY_LIMIT, budget)
+        if not found:
+            return
+        items = []
+        for queue, incarnation, group, ref in found:
+            try:
+                data = self._read_entry(ref.index)
+            except (CompactedError, UnavailableError):
+                return  # not this node's to carry (it lost those entries)
+            publish = data[ref.offset : ref.offset + ref.length]
+            items.append(Carried(queue, incarnation, group, ref.sequence, publish))
+        carry = Carry(tuple(items), time=self._stamp(now))
+        try:
+            index, _term = self.host.propose(encode(carry))
+        except (NotLeaderError, ProposalDroppedError):
+            return
+        self._carrying = index
+        self.stats["messages_carried"] += len(items)
 
     # -- the Ready cycle ----------------------------------------------------------------------
 
@@ -952,6 +998,11 @@ class ServerCore:
         except NotLeaderError:
             return False
         return True
+
+
+#: At most this many messages, and bytes of their publishes, in one Carry.
+_CARRY_LIMIT: Final = 4096
+_CARRY_BYTES: Final = 8 << 20
 
 
 def _body_gone(error: Exception) -> OutcomeUnknownError:

@@ -125,7 +125,8 @@ class Links:
         self._numbers = 0
         self.dials = 0
         self.refused_dials = 0
-        self._turned_away_by_the_dead = 0
+        #: Counters of servers that crashed since (their live counts are gone).
+        self._counted_by_the_dead: dict[str, int] = {}
         world.on_crash = self._node_crashed
         world.on_output = self._flush_node
         world.on_resume = self._node_resumed
@@ -257,18 +258,20 @@ class Links:
             link.client_open = False
             link.client.on_lost(link, why)
 
-    def turned_away(self) -> int:
-        """Writes the servers turned away (overloaded, not leading, stopping) so far."""
+    def server_count(self, name: str) -> int:
+        """A counter of the servers' stats (``turned_away``: writes turned away for
+        overload, not leading or stopping; ``messages_carried``), summed over every
+        server that ran, crashed ones included."""
         live = sum(
-            node.server.stats["turned_away"]
-            for node in self.world.nodes.values()
-            if node.server is not None
+            node.server.stats[name] for node in self.world.nodes.values() if node.server is not None
         )
-        return self._turned_away_by_the_dead + live
+        return self._counted_by_the_dead.get(name, 0) + live
 
     def _node_crashed(self, node: SimNode) -> None:
         if node.server is not None:
-            self._turned_away_by_the_dead += node.server.stats["turned_away"]
+            dead = self._counted_by_the_dead
+            for name in ("turned_away", "messages_carried"):
+                dead[name] = dead.get(name, 0) + node.server.stats[name]
         links = list(node.connections.values())
         node.connections.clear()
         node.links.clear()

@@ -258,7 +258,8 @@ def _queue_stats(queue: QueueWorkload, result: SimResult) -> dict[str, int]:
     often each thing users do and suffer happened."""
     stats = {**queue.counts.as_dict(), "history_ops": len(queue.history.ops)}
     stats["wall_steps"] = queue.world.wall_steps
-    stats["turned_away"] = queue.links.turned_away()
+    stats["turned_away"] = queue.links.server_count("turned_away")
+    stats["messages_carried"] = queue.links.server_count("messages_carried")
     checked = queue.checked
     if checked is None:
         checked = check_queue(queue.ordered_history())

@@ -72,7 +72,7 @@ __all__ = ["DEFAULT_CACHE_BYTES", "DEFAULT_SEGMENT_SIZE", "RECOVERING_FILE", "Wa
 DEFAULT_SEGMENT_SIZE = 64 << 20
 #: Decoded records kept in memory for reads: the tail just written, and what
 #: was read back last.
-DEFAULT_CACHE_BYTES = 32 << 20
+DEFAULT_CACHE_BYTES = 8 << 20
 #: Reads of a record are tried this often before an IO error counts: EIO on a
 #: read is often transient, and a failed read costs the node a restart.
 _READ_ATTEMPTS = 3
