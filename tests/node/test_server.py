@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from herald.errors import CompactedError
 from herald.node.clock import Instant
 from herald.node.config import NodeConfig
 from herald.node.server import ClientLink, ServerCore
@@ -346,3 +347,29 @@ def test_a_lease_held_for_hours_does_not_keep_the_log_from_being_compacted() -> 
     sequence = held.value[0].sequence
     [acked] = d.send(link, w.Ack(d.rid(), "q", "g", sequence, held.value[0].token)).values()
     assert acked.ok
+
+
+def test_a_delivery_whose_body_this_node_no_longer_has_is_answered_unknown() -> None:
+    """Cannot happen to the node that applied the delivery (its messages are live,
+    so its log keeps them); if it ever did, the answer must not claim a message it
+    cannot show: unknown, and the lease runs out and the message comes back."""
+    d = Driver()
+    link = d.core.connect("c")
+    d.send(link, w.CreateQueue(d.rid(), "q"))
+    d.send(link, w.Subscribe(d.rid(), "q", "g", "c"))
+    d.send(link, w.Publish(d.rid(), "q", b"m"))
+    reader = d.core.broker.reader
+
+    def gone(index: int) -> bytes:
+        raise CompactedError(f"entry {index} compacted")
+
+    d.core.broker.reader = gone
+    [reply] = d.send(link, w.Deliver(d.rid(), "q", "g", "c", 1, SECOND)).values()
+    assert not reply.ok and reply.error is not None
+    assert reply.error.code == "OutcomeUnknownError"
+    d.core.broker.reader = reader
+    d.advance(2 * SECOND)
+    d.core.tick(d.now())
+    d.run()
+    [again] = d.send(link, w.Deliver(d.rid(), "q", "g", "c", 1)).values()
+    assert again.ok and again.value[0].body == b"m" and again.value[0].attempt == 2

@@ -24,6 +24,7 @@ import errno
 import os
 import posixpath
 import sys
+from collections.abc import Callable
 from typing import Protocol, final
 
 from herald.errors import LockedError, StorageIOError
@@ -118,6 +119,20 @@ def _io_error(path: str, operation: str, error: OSError) -> StorageIOError:
     return StorageIOError(path, operation, error.strerror or str(error))
 
 
+def _reading(path: str, read: Callable[[int], bytes]) -> bytes:
+    """``read`` applied to ``path`` opened for reading; OS errors become StorageIOError."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except OSError as error:
+        raise _io_error(path, "open", error) from error
+    try:
+        return read(fd)
+    except OSError as error:
+        raise _io_error(path, "read", error) from error
+    finally:
+        os.close(fd)
+
+
 def _sync_fd(fd: int) -> None:
     if sys.platform == "darwin":  # pragma: no cover - fsync on macOS stops at the drive cache
         import fcntl
@@ -204,14 +219,9 @@ class OsFileSystem:
         return os.path.exists(path)
 
     def read(self, path: str) -> bytes:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as error:
-            raise _io_error(path, "open", error) from error
-        try:
-            size = os.fstat(fd).st_size
+        def whole(fd: int) -> bytes:
+            remaining = os.fstat(fd).st_size
             chunks = []
-            remaining = size
             while True:
                 # One read for the whole file in the usual case; loop for the
                 # rare short read (and for a file that grew meanwhile).
@@ -221,30 +231,23 @@ class OsFileSystem:
                 chunks.append(chunk)
                 remaining -= len(chunk)
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        except OSError as error:
-            raise _io_error(path, "read", error) from error
-        finally:
-            os.close(fd)
+
+        return _reading(path, whole)
 
     def read_range(self, path: str, offset: int, length: int) -> bytes:
-        try:
-            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-        except OSError as error:
-            raise _io_error(path, "open", error) from error
-        try:
+        def part(fd: int) -> bytes:
+            at, wanted = offset, length
             chunks = []
-            while length > 0:
-                chunk = os.pread(fd, length, offset)
+            while wanted > 0:
+                chunk = os.pread(fd, wanted, at)
                 if not chunk:
                     break
                 chunks.append(chunk)
-                offset += len(chunk)
-                length -= len(chunk)
+                at += len(chunk)
+                wanted -= len(chunk)
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)
-        except OSError as error:
-            raise _io_error(path, "read", error) from error
-        finally:
-            os.close(fd)
+
+        return _reading(path, part)
 
     def _open(self, path: str, flags: int, operation: str) -> _OsFile:
         try:
