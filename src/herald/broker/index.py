@@ -61,22 +61,26 @@ class Run:
     def __len__(self) -> int:
         return len(self.columns[0])
 
-    def to_bytes(self) -> list[bytes]:
-        """The columns as little-endian bytes, in :data:`COLUMNS` order."""
-        out = []
+    def to_bytes(self) -> list[bytes | array[int]]:
+        """The columns as little-endian buffers, in :data:`COLUMNS` order (the arrays
+        themselves where the machine is little-endian: no copy)."""
+        if not _BIG_ENDIAN:
+            return list(self.columns)
+        out: list[bytes | array[int]] = []
         for column in self.columns:
-            if _BIG_ENDIAN:
-                column = array(column.typecode, column)
-                column.byteswap()
-            out.append(column.tobytes())
+            swapped = array(column.typecode, column)
+            swapped.byteswap()
+            out.append(swapped.tobytes())
         return out
 
     @classmethod
-    def from_bytes(cls, first: int, count: int, blobs: list[bytes]) -> Run:
+    def from_bytes(
+        cls, first: int, count: int, blobs: list[bytes] | list[bytes | array[int]]
+    ) -> Run:
         columns = []
         for (_name, code), blob in zip(COLUMNS, blobs, strict=True):
             column = array(code)
-            column.frombytes(blob)
+            column.frombytes(memoryview(blob).cast("B"))
             if _BIG_ENDIAN:
                 column.byteswap()
             if len(column) != count:
@@ -209,13 +213,28 @@ class _Sparse:
         return min((record[0] for record in self.records.values()), default=0)
 
     def runs(self, base: int) -> Iterator[Run]:
+        """Consecutive slots as one run, as a dense chunk would give them."""
+        run: list[Record] = []
+        start = -1
         for slot, record in self.records.items():
-            yield Run(
-                base + slot,
-                tuple(
-                    array(code, (value,)) for (_, code), value in zip(COLUMNS, record, strict=True)
-                ),
-            )
+            if run and slot != start + len(run):
+                yield _run_of(base + start, run)
+                run = []
+            if not run:
+                start = slot
+            run.append(record)
+        if run:
+            yield _run_of(base + start, run)
+
+
+def _run_of(first: int, records: list[Record]) -> Run:
+    return Run(
+        first,
+        tuple(
+            array(code, [record[position] for record in records])
+            for position, (_name, code) in enumerate(COLUMNS)
+        ),
+    )
 
 
 _Chunk = _Dense | _Sparse
@@ -364,20 +383,12 @@ class MessageIndex:
                 yield base + slot
 
     def runs(self) -> Iterator[Run]:
-        """The retained messages as runs of consecutive sequences, increasing."""
-        pending: Run | None = None
+        """The retained messages as runs of consecutive sequences, increasing, split
+        at chunk boundaries. Those are fixed by the sequence numbers alone, so two
+        indexes that hold the same messages yield the same runs, whatever their
+        history (and no run is copied to join it with the next)."""
         for number, chunk in self._chunks.items():
-            for run in chunk.runs(number << _BITS):
-                if pending is not None and pending.first + len(pending) == run.first:
-                    # A run that crosses a chunk boundary is one run.
-                    for mine, theirs in zip(pending.columns, run.columns, strict=True):
-                        mine.extend(theirs)
-                    continue
-                if pending is not None:
-                    yield pending
-                pending = run
-        if pending is not None:
-            yield pending
+            yield from chunk.runs(number << _BITS)
 
     def pin(self) -> int:
         """The lowest log index a retained message is in (0: none is retained).

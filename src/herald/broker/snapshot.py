@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import heapq
 import struct
+from array import array
 from typing import Final
 
 import herald.errors as _errors
@@ -147,7 +148,7 @@ class _Writer:
     __slots__ = ("parts",)
 
     def __init__(self) -> None:
-        self.parts: list[bytes] = []
+        self.parts: list[bytes | array[int]] = []  # arrays: index columns, not copied
 
     def u8(self, value: int) -> None:
         self.parts.append(_U8.pack(value))
