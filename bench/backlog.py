@@ -8,6 +8,8 @@ until the retained backlog reaches each of ``--sizes``. After each round it
 reports:
 
 - publish msg/s and publish latency p50/p99/max (call to confirmed receipt);
+- the leader's longest event-loop pause in the round (how late its 10 ms timer
+  fired: the server's own measure, from ``herald status``);
 - the longest stall a light client saw: a separate client, on its own
   connection and its own thread, asks the leader for the queue's stats (or the
   cluster status, ``--probe status``) every 10 ms; its slowest answer counts;
@@ -309,6 +311,10 @@ async def grow(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
                 ended = time.perf_counter()
                 # The broker's count, not ours: what is really retained.
                 retained = (await client.stats(QUEUE)).length
+                status = await client.status()
+                # The leader's longest event-loop pause in each second of the round.
+                seconds = max(1, min(60, round(ended - started) + 1))
+                loop_pause = max(status.loop_lag_ms[:seconds], default=0.0)
                 rss = nodes_rss(cluster)
                 stall, answers, probe_errors = probe.window(started, ended)
                 row = {
@@ -316,6 +322,7 @@ async def grow(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
                     "retained": retained,
                     **row,
                     "max_stall_ms": stall,
+                    "leader_loop_pause_ms": loop_pause,
                     "probe_answers": answers,
                     "probe_errors": probe_errors,
                     "leader": by_address.get(client.leader or "", "?"),
@@ -524,6 +531,7 @@ def print_table(result: dict[str, Any]) -> None:
         "p99 ms",
         "max ms",
         "max stall ms",
+        "loop pause ms",
         "leader",
         "RSS MB per node",
         "B/msg per node",
@@ -538,6 +546,7 @@ def print_table(result: dict[str, Any]) -> None:
             f"{row['p99_ms']:.1f}",
             f"{row['max_ms']:.1f}",
             f"{row['max_stall_ms']:.1f}",
+            f"{row['leader_loop_pause_ms']:.1f}",
             row["leader"],
             per_node(row["rss_bytes"], 1e6),
             per_node(row["bytes_per_message"]),

@@ -373,3 +373,18 @@ def test_a_delivery_whose_body_this_node_no_longer_has_is_answered_unknown() -> 
     d.run()
     [again] = d.send(link, w.Deliver(d.rid(), "q", "g", "c", 1)).values()
     assert again.ok and again.value[0].body == b"m" and again.value[0].attempt == 2
+
+
+def test_status_shows_the_longest_loop_pause_of_each_recent_second() -> None:
+    d = Driver()
+    d.core.note_loop_lag(3_000, d.now())
+    d.core.note_loop_lag(70_000, d.now())  # the same second: the longest counts
+    d.advance(SECOND)
+    d.core.note_loop_lag(2_000, d.now())
+    status = d.core.status()
+    assert status["loop_lag_ms"] == [2.0, 70.0]
+    assert status["loop_lag_max_ms"] == 70.0
+    for _ in range(100):
+        d.advance(SECOND)
+        d.core.note_loop_lag(1_000, d.now())
+    assert len(d.core.status()["loop_lag_ms"]) == 60  # a minute's worth

@@ -86,6 +86,10 @@ class ClusterStatus(msgspec.Struct, frozen=True):
     #: The node refuses to vote until it has caught up (after a repaired log).
     recovering: bool = False
     peers: list[PeerStatus] = []
+    #: The longest pause of the node's event loop in each of the last 60 seconds,
+    #: newest first, and since it started (milliseconds).
+    loop_lag_ms: list[float] = []
+    loop_lag_max_ms: float = 0.0
 
 
 _DURABILITY = {d.value: d for d in Durability}

@@ -268,6 +268,8 @@ class ServerCore:
         self._batch_bytes = 0
         self._proposals: dict[int, _Proposal] = {}
         self._carrying = 0  # the index of the Carry proposed last
+        self._loop_lags: deque[tuple[int, int]] = deque(maxlen=60)  # (second, longest)
+        self._loop_lag_max = 0
         self._uncommitted = 0
         # Reads: collected, waiting for their read-index, waiting to be applied.
         self._reads: list[_Slot] = []
@@ -928,6 +930,18 @@ class ServerCore:
     def _on_status(self, link: ClientLink, request: w.Request, stamp: int) -> None:
         self._reply(link, Reply(request.id, True, self.status()))
 
+    def note_loop_lag(self, lag: int, now: Instant) -> None:
+        """The shell's event loop was kept from its timer ``lag`` microseconds: kept as
+        the longest such pause of each second, for the last minute (status)."""
+        second = now.mono // SECOND
+        lags = self._loop_lags
+        if lags and lags[-1][0] == second:
+            if lag > lags[-1][1]:
+                lags[-1] = (second, lag)
+        else:
+            lags.append((second, lag))
+        self._loop_lag_max = max(self._loop_lag_max, lag)
+
     def status(self) -> dict[str, object]:
         """The cluster as this node sees it (the Status request's value)."""
         status = self.host.node.status()
@@ -943,6 +957,10 @@ class ServerCore:
             "applied": self.applied,
             "last_index": status.last_index,
             "recovering": status.recovering,
+            # The longest pause of the event loop in each of the last 60 seconds,
+            # newest first, and since the node started (milliseconds).
+            "loop_lag_ms": [round(lag / 1000, 1) for _second, lag in reversed(self._loop_lags)],
+            "loop_lag_max_ms": round(self._loop_lag_max / 1000, 1),
             "peers": [
                 {
                     "node": node,

@@ -133,6 +133,7 @@ class NodeServer:
         self._timer: asyncio.TimerHandle | None = None
         self.failed: asyncio.Future[BaseException] | None = None
         self.syncs = 0
+        self._tick_due = 0.0
 
     @property
     def broker(self) -> Broker:
@@ -155,7 +156,8 @@ class NodeServer:
             lambda: Connection(self), host, port, reuse_address=True, backlog=1024
         )
         self.transport.start()
-        self._timer = loop.call_later(self.config.tick_interval, self._on_tick)
+        self._tick_due = loop.time() + self.config.tick_interval
+        self._timer = loop.call_at(self._tick_due, self._on_tick)
         self.kick()
 
     @property
@@ -338,9 +340,16 @@ class NodeServer:
         assert self._loop is not None
         if self._closed:
             return
-        self._timer = self._loop.call_later(self.config.tick_interval, self._on_tick)
+        # How late the timer fires is how long the loop was kept from it: the pause
+        # everything waiting on this node saw.
+        fired = self._loop.time()
+        lag = fired - self._tick_due
+        self._tick_due = fired + self.config.tick_interval
+        self._timer = self._loop.call_at(self._tick_due, self._on_tick)
         try:
-            self.core.tick(self.now())
+            now = self.now()
+            self.core.note_loop_lag(int(lag * 1_000_000), now)
+            self.core.tick(now)
         except Exception as error:
             self.fatal(error)
             return
