@@ -11,6 +11,14 @@ from __future__ import annotations
 #: (seed, fault kinds or None for all, note) -- the Raft workload.
 CORPUS: list[tuple[int, tuple[str, ...] | None, str]] = [
     (
+        72,
+        None,
+        "storage: a repair cut the log back below a checkpoint; recovery did not restore "
+        "that checkpoint but kept it, and the next promotion made it where the log "
+        "starts, beyond the log's end (also 193). Recovery now keeps only checkpoints it "
+        "read whole within the log; see tests/storage/test_checkpoints.py",
+    ),
+    (
         216,
         None,
         "liveness: clock-rate faults outlived healing, so stale nodes with 2x clocks and "

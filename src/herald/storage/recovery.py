@@ -442,12 +442,13 @@ def _pick_checkpoint(
     fixes: list[Callable[[], None]],
 ) -> tuple[Snapshot | None, list[int], list[CorruptSnapshotError]]:
     """The newest valid checkpoint the log backs (after the snapshot, at or below the
-    log's end), the checkpoints kept, and the damaged ones skipped.
+    log's end), the checkpoints that may be kept, and the damaged ones skipped.
 
     A checkpoint at or below the snapshot is obsolete and goes. One beyond the log's
     end (the log was cut back by a repair) cannot be restored: the state would be
-    ahead of the log, so it is ignored, and so is a damaged one (an older one, or
-    the snapshot and the log, give the same committed state).
+    ahead of the log. Neither it nor a damaged one is kept (an older one, or the
+    snapshot and the log, give the same committed state); the store deletes what
+    is not kept when it next writes a checkpoint.
     """
     indexes = sorted(
         (index for name in names if (index := checkpoint_index(name)) is not None), reverse=True
@@ -455,16 +456,24 @@ def _pick_checkpoint(
     obsolete = tuple(join(directory, checkpoint_name(index)) for index in indexes if index <= base)
     if obsolete:
         fixes.append(partial(_remove_files, fs, directory, obsolete))
-    kept = [index for index in indexes if index > base]
+    # Only checkpoints that can be restored are kept (a later promotion makes one
+    # where the log starts): after the snapshot, within the log, and whole. So
+    # each is read and checked; there are few (keep_snapshots).
+    kept: list[int] = []
+    newest: Snapshot | None = None
     corrupt: list[CorruptSnapshotError] = []
-    for index in kept:
-        if index > last:
+    for index in indexes:
+        if index <= base or index > last:
             continue
         try:
-            return read_snapshot(fs, directory, checkpoint_name(index)), kept, corrupt
+            checkpoint = read_snapshot(fs, directory, checkpoint_name(index))
         except CorruptSnapshotError as error:
             corrupt.append(error)
-    return None, kept, corrupt
+            continue
+        kept.append(index)
+        if newest is None:
+            newest = checkpoint
+    return newest, kept, corrupt
 
 
 def _refuse_snapshot(newest: CorruptSnapshotError) -> None:
