@@ -11,6 +11,15 @@ from __future__ import annotations
 #: (seed, fault kinds or None for all, note) -- the Raft workload.
 CORPUS: list[tuple[int, tuple[str, ...] | None, str]] = [
     (
+        769,
+        None,
+        "storage: a bit flip in the length field of the last synced record made it run "
+        "past the end of the file, which recovery took for a torn write and cut; the "
+        "node had acknowledged that entry, and a leader's heartbeat then committed past "
+        "its log. A record that is whole but for its length is now suspicious (the node "
+        "recovers before it votes); see tests/storage/test_recovering_marker.py",
+    ),
+    (
         72,
         None,
         "storage: a repair cut the log back below a checkpoint; recovery did not restore "

@@ -94,7 +94,10 @@ class Model:
         self.log = LogState(base, term, state.entries)
         self.hard_state = state.hard_state
         self.snapshot_floor = base
-        self.durable_snapshot_floor = base
+        # A checkpoint ahead of the snapshot is durable state too (a save whose
+        # promotion a crash cut short leaves one).
+        checkpoint = state.checkpoint.index if state.checkpoint is not None else 0
+        self.durable_snapshot_floor = max(base, checkpoint)
         self.sync()
 
 
@@ -119,8 +122,18 @@ def check_recovered(model: Model, state: DurableState, *, exact: bool = False) -
         given = model.snapshots.get(snapshot.index)
         assert given == snapshot, f"recovered a snapshot never given: {snapshot.meta}"
         base = snapshot.index
-    assert base >= model.durable_snapshot_floor, (
-        f"recovered snapshot {base} older than the durable one {model.durable_snapshot_floor}"
+    # The newest state recovered: the snapshot, or a checkpoint after it (a save
+    # is a checkpoint made durable, then promoted; a crash may fall in between).
+    restored = base
+    checkpoint = getattr(state, "checkpoint", None)
+    if checkpoint is not None:
+        assert model.snapshots.get(checkpoint.index) == checkpoint, (
+            f"recovered a checkpoint never given: {checkpoint.meta}"
+        )
+        assert checkpoint.index > base, "a checkpoint at or before the snapshot"
+        restored = checkpoint.index
+    assert restored >= model.durable_snapshot_floor, (
+        f"recovered state {restored} older than the durable one {model.durable_snapshot_floor}"
     )
     matched = False
     for candidate in candidates:

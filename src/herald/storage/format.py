@@ -71,6 +71,7 @@ __all__ = [
     "KINDS",
     "ONE_ENTRY_HEAD",
     "RECORD_HEADER",
+    "RECORD_LENGTH",
     "SEGMENT_HEADER_SIZE",
     "SEGMENT_MAGIC",
     "SNAPSHOT",
@@ -105,6 +106,8 @@ SEGMENT_HEADER_SIZE: Final = _SEGMENT_HEADER.size  # 32
 
 #: crc (u32), length (u32) of every record.
 RECORD_HEADER: Final = struct.Struct("<II")
+#: The length field alone (the checksum covers it, then the body).
+RECORD_LENGTH: Final = struct.Struct("<I")
 
 # Record types (the first byte of a body).
 ENTRIES: Final = 1

@@ -51,12 +51,18 @@ What the cluster must survive, and what it must refuse
     caught them up); the majority goes on.
   - Corruption on a majority of nodes: the cluster must stop making progress
     rather than serve or acknowledge wrong data.
-  - Known blind spot: a lost write or bit flip that strikes the *last* record
-    written before a crash looks exactly like a torn write and is truncated
-    as one (reported in ``RecoveryReport.tail``). A single copy of a log
-    cannot tell the two apart; such a node silently forgets acknowledged
-    entries, and Raft is only safe if that happens to fewer nodes than
-    a quorum can lose. The simulator must count such a node as faulty.
+  - A lost write or bit flip that strikes the *last* record written before a
+    crash is not taken for a torn write: zeros, a checksum that fails, and a
+    length field that runs past the end although the record is whole (its
+    checksum fits a shorter length: raft seed 769) make the node recover
+    before it votes again.
+  - Known blind spot: a synced record of which only a prefix survives (a
+    drive that acknowledged a flush it had not done) looks exactly like a
+    torn write and is truncated as one (reported in ``RecoveryReport.tail``).
+    A single copy of a log cannot tell the two apart; such a node silently
+    forgets acknowledged entries, and Raft is only safe if that happens to
+    fewer nodes than a quorum can lose. The simulator must count such a node
+    as faulty.
 
 Deterministic: no clock, no global random; dictionaries are only iterated in
 insertion order and ``list_dir`` sorts.

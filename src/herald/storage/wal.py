@@ -76,6 +76,11 @@ def scan_records(data: bytes, start: int) -> ScanResult:
             return _damaged(data, records, position, f"bad record length {length}", CHECKSUM)
         if following > size:
             reason = f"record of {length} bytes runs past the end of the file"
+            if _whole_but_for_its_length(data, view, position, stored):
+                # Not a torn write: the record is all there, only its length field
+                # is wrong (a flipped bit). It may have been synced and acknowledged.
+                reason += ", but its checksum fits a shorter length: a damaged length"
+                return _damaged(data, records, position, reason, CHECKSUM)
             return _damaged(data, records, position, reason, INCOMPLETE)
         if crc32(view[position + 4 : end]) != stored:
             return _damaged(data, records, position, "record checksum mismatch", CHECKSUM)
@@ -90,6 +95,19 @@ def _damaged(
     if _NON_ZERO.search(data, position) is None:
         kind = ZEROS
     return ScanResult(records, position, reason, kind)
+
+
+def _whole_but_for_its_length(data: bytes, view: memoryview, position: int, stored: int) -> bool:
+    """The bytes from ``position`` to the end are one complete record whose length
+    field alone is wrong: some length that fills the rest of the file (as a record
+    and its padding would) makes the checksum match. A write torn short never
+    does: the checksum covers bytes that never reached the file."""
+    room = len(data) - position - 8
+    pack = fmt.RECORD_LENGTH.pack
+    for length in range(max(_MIN_BODY, room - 7), room + 1):
+        if fmt.crc32(view[position + 8 : position + 8 + length], fmt.crc32(pack(length))) == stored:
+            return True
+    return False
 
 
 def _valid_at(data: bytes, view: memoryview, position: int) -> bool:
