@@ -117,8 +117,9 @@ class LogStore(Protocol):
         ...
 
     def save_checkpoint(self, checkpoint: Snapshot) -> None:
-        """Durably keep a state taken at ``checkpoint.index`` to restart from; the log
-        before it stays (the state may still read it)."""
+        """Keep a state taken at ``checkpoint.index`` to restart from, durably by the
+        next ``sync`` at the latest; the log before it stays (the state may still
+        read it), and only :meth:`promote` may make it where the log starts."""
         ...
 
     def promote(self, below: int) -> int:
