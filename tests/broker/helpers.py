@@ -81,9 +81,7 @@ def without_positions(broker: Broker) -> tuple[bytes, list[tuple[str, Message]]]
             index.add(sequence, (1, 0, 0, size, time, refs))
         for key, letter in list(queue.dead_letters.items()):
             messages.append((queue.name, letter.message))
-            queue.dead_letters[key] = replace(
-                letter, stored=replace(letter.stored, index=1, offset=0, length=0)
-            )
+            queue.dead_letters[key] = replace(letter, stored=letter.stored.moved(1, 0, 0))
     return twin.snapshot(), messages
 
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from herald.broker import Broker, Command, CreateQueue, Publish, QueueOptions, Tick, decode, encode
-from herald.broker.codec import OPCODES, VERSION
+from herald.broker.codec import OPCODES, VERSION, publish_fields
 from herald.errors import InvalidCommandError, MalformedCommandError
 from herald.raft import Entry, EntryKind
 
@@ -136,3 +136,16 @@ def test_equal_errors_compare_equal() -> None:
     assert MalformedCommandError("x") != MalformedCommandError("y")
     assert MalformedCommandError("x") != InvalidCommandError("x")
     assert len({MalformedCommandError("x"), MalformedCommandError("x")}) == 1
+
+
+@settings(max_examples=200, deadline=None)
+@given(publishes(), st.binary(max_size=20), st.binary(max_size=20))
+def test_a_publish_is_read_in_place_as_it_decodes(
+    command: Publish, before: bytes, after: bytes
+) -> None:
+    payload = encode(command)
+    data = before + payload + after
+    fields = publish_fields(data, len(before), len(payload))
+    assert fields == (command.body, command.headers, command.message_id, command.producer)
+    with pytest.raises(MalformedCommandError):
+        publish_fields(data, len(before), len(payload) + 1)

@@ -87,6 +87,7 @@ __all__ = [
     "decode_entry",
     "decode_publish",
     "encode",
+    "publish_fields",
 ]
 
 #: Where one command is inside an entry's data: (offset, length).
@@ -389,6 +390,55 @@ def decode_entry(data: bytes) -> tuple[Command, list[Span]]:
         except (struct.error, UnicodeDecodeError, InvalidCommandError, TypeError) as error:
             raise MalformedCommandError(f"undecodable command: {error}") from None
     return decode(data), [(0, len(data))]
+
+
+def publish_fields(
+    data: bytes, offset: int, length: int
+) -> tuple[bytes, tuple[tuple[str, str], ...], str | None, str | None]:
+    """(body, headers, message_id, producer) of the Publish at ``data[offset:offset +
+    length]``, read in place: the hot path of every delivery, which reads a stored
+    message back from its entry. The command was validated when it was proposed
+    and applied, so only its layout is checked here. Raises MalformedCommandError."""
+    try:
+        (
+            version,
+            opcode,
+            _time,
+            _producer_sequence,
+            queue_length,
+            producer_length,
+            message_id_length,
+            header_count,
+            body_length,
+        ) = _PUBLISH.unpack_from(data, offset)
+        if version != VERSION or opcode != _PUBLISH_OPCODE:
+            raise MalformedCommandError("not a publish")
+        at = offset + _PUBLISH.size + queue_length
+        producer: str | None = None
+        if producer_length != _ABSENT16:
+            producer = data[at : at + producer_length].decode()
+            at += producer_length
+        message_id: str | None = None
+        if message_id_length != _ABSENT16:
+            message_id = data[at : at + message_id_length].decode()
+            at += message_id_length
+        headers: tuple[tuple[str, str], ...] = ()
+        if header_count:
+            pairs = []
+            for _ in range(header_count):
+                name_length, value_length = _HEADER_PAIR.unpack_from(data, at)
+                at += _HEADER_PAIR.size
+                name_end = at + name_length
+                end = name_end + value_length
+                pairs.append((data[at:name_end].decode(), data[name_end:end].decode()))
+                at = end
+            headers = tuple(pairs)
+        end = at + body_length
+        if end != offset + length:
+            raise MalformedCommandError("publish lengths do not add up to its place")
+        return data[at:end], headers, message_id, producer
+    except (struct.error, UnicodeDecodeError) as error:
+        raise MalformedCommandError(f"undecodable publish: {error}") from None
 
 
 def decode_publish(data: bytes) -> Publish:

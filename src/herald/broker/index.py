@@ -334,6 +334,27 @@ class MessageIndex:
                     found.append((base + slot, record))
         return found
 
+    def release(self, sequence: int, *, keep: bool) -> None:
+        """One reference fewer; the message goes when none is left, unless ``keep``.
+        Raises KeyError if it is not retained."""
+        number, slot = sequence >> _BITS, sequence & _MASK
+        chunk = self._chunks.get(number)
+        if isinstance(chunk, _Dense):
+            refs = chunk.columns[5]
+            if not chunk.columns[0][slot]:
+                raise KeyError(sequence)
+            left = refs[slot] - 1
+            if left > 0 or keep:
+                refs[slot] = max(left, 0)
+                return
+            self.remove(sequence)
+            return
+        record = self.record(sequence)
+        if record[5] - 1 > 0 or keep:
+            self.set_refs(sequence, max(record[5] - 1, 0))
+        else:
+            self.remove(sequence)
+
     def refs(self, sequence: int) -> int:
         return self.record(sequence)[5]
 

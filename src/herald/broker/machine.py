@@ -933,12 +933,7 @@ class Broker:
     def _release(self, queue: Queue, sequence: int) -> None:
         """One group settled the message: forget it once every group has, unless the
         queue has no group left (a queue without groups retains everything)."""
-        messages = queue.messages
-        refs = messages.record(sequence)[5] - 1
-        if refs <= 0 and queue.groups:
-            messages.remove(sequence)
-        else:
-            messages.set_refs(sequence, max(refs, 0))
+        queue.messages.release(sequence, keep=not queue.groups)
 
     def _ref(self, queue: Queue, sequence: int) -> MessageRef:
         """Where retained message ``sequence`` is in the log (KeyError if it is not)."""
@@ -1013,7 +1008,7 @@ class Broker:
                 letter = queue.dead_letters.get(key)
                 if letter is None or letter.size != size or letter.stored.index >= index:
                     continue
-                moved_ref = replace(letter.stored, index=index, offset=offset, length=length)
+                moved_ref = letter.stored.moved(index, offset, length)
                 queue.dead_letters[key] = replace(letter, stored=moved_ref)
             moved += 1
         return MovedForward(moved)

@@ -11,12 +11,11 @@ messages it never hands out; the node answering a client loads what it sends.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import TypeAlias
 
 from herald.errors import InvariantError, UsageError
 
-from .codec import decode_publish
+from .codec import publish_fields
 from .model import Message
 
 __all__ = ["EntryReader", "MessageRef"]
@@ -30,16 +29,50 @@ def _no_log(index: int) -> bytes:
     raise UsageError("this broker was given no log to read message bodies from")
 
 
-@dataclass(frozen=True, slots=True)
 class MessageRef:
-    """A retained message: its queue sequence and where its publish is in the log."""
+    """A retained message: its queue sequence and where its publish is in the log.
 
-    sequence: int
-    index: int  # the log entry that published it
-    offset: int  # where its Publish command starts in the entry's data
-    length: int  # and how long it is
-    publish_time: int
-    reader: EntryReader = field(default=_no_log, compare=False, repr=False)
+    Immutable by contract (a plain slotted class, not a frozen dataclass: one is
+    made per delivery, on every replica, so its construction is on the hot path).
+    Two refs are equal when they name the same place; the reader does not count.
+    """
+
+    __slots__ = ("index", "length", "offset", "publish_time", "reader", "sequence")
+
+    def __init__(
+        self,
+        sequence: int,
+        index: int,
+        offset: int,
+        length: int,
+        publish_time: int,
+        reader: EntryReader = _no_log,
+    ) -> None:
+        self.sequence = sequence
+        self.index = index  # the log entry that published it
+        self.offset = offset  # where its Publish command starts in the entry's data
+        self.length = length  # and how long it is
+        self.publish_time = publish_time
+        self.reader = reader
+
+    def _key(self) -> tuple[int, int, int, int, int]:
+        return (self.sequence, self.index, self.offset, self.length, self.publish_time)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, MessageRef) and self._key() == other._key()
+
+    def __hash__(self) -> int:
+        return hash(self._key())
+
+    def __repr__(self) -> str:
+        return (
+            f"MessageRef(sequence={self.sequence}, index={self.index}, "
+            f"offset={self.offset}, length={self.length}, publish_time={self.publish_time})"
+        )
+
+    def moved(self, index: int, offset: int, length: int) -> MessageRef:
+        """The same message, its publish now at ``index`` (a Carry copied it there)."""
+        return MessageRef(self.sequence, index, offset, length, self.publish_time, self.reader)
 
     def load(self) -> Message:
         """The message, read back from the log. Raises what the reader raises."""
@@ -50,12 +83,5 @@ class MessageRef:
                 f"message {self.sequence}: entry {self.index} holds {len(data)} bytes, "
                 f"not the {end} its publish needs"
             )
-        publish = decode_publish(data[self.offset : end] if self.length != len(data) else data)
-        return Message(
-            self.sequence,
-            publish.body,
-            publish.headers,
-            publish.message_id,
-            self.publish_time,
-            publish.producer,
-        )
+        body, headers, message_id, producer = publish_fields(data, self.offset, self.length)
+        return Message(self.sequence, body, headers, message_id, self.publish_time, producer)

@@ -268,6 +268,7 @@ class ServerCore:
         self._batch_bytes = 0
         self._proposals: dict[int, _Proposal] = {}
         self._carrying = 0  # the index of the Carry proposed last
+        self._recent_entries: dict[int, bytes] = {}  # committed entries read last
         self._loop_lags: deque[tuple[int, int]] = deque(maxlen=60)  # (second, longest)
         self._loop_lag_max = 0
         self._uncommitted = 0
@@ -878,8 +879,19 @@ class ServerCore:
 
     def _read_entry(self, index: int) -> bytes:
         """The data of committed entry ``index``, from the log (durable or still in
-        flight to the disk). Raises CompactedError if this node no longer has it."""
-        return self._raft.log.slice(index, index + 1, 1 << 62)[0].data
+        flight to the disk). Raises CompactedError if this node no longer has it.
+
+        The last few are kept: a delivery reads many messages of one entry, and a
+        committed entry never changes.
+        """
+        recent = self._recent_entries
+        data = recent.get(index)
+        if data is None:
+            data = self._raft.log.slice(index, index + 1, 1 << 62)[0].data
+            if len(recent) >= _RECENT_ENTRIES:
+                del recent[next(iter(recent))]
+            recent[index] = data
+        return data
 
     def _serve_read(self, request: w.Request) -> Reply:
         broker = self.broker
@@ -1018,6 +1030,8 @@ class ServerCore:
         return True
 
 
+#: Committed entries kept at hand for reading bodies (see ServerCore._read_entry).
+_RECENT_ENTRIES: Final = 8
 #: At most this many messages, and bytes of their publishes, in one Carry.
 _CARRY_LIMIT: Final = 4096
 _CARRY_BYTES: Final = 8 << 20
