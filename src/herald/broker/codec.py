@@ -97,6 +97,7 @@ VERSION: Final = 1
 
 _HEAD = struct.Struct("<BBQ")
 _PUBLISH = struct.Struct("<BBQQHHHHI")
+_PUBLISH_HEAD = struct.Struct("<BBQQH")  # the fields of _PUBLISH up to the queue's length
 _HEADER_PAIR = struct.Struct("<HI")
 _ABSENT16 = 0xFFFF
 _ABSENT32 = 0xFFFFFFFF
@@ -496,51 +497,7 @@ def decode(data: bytes) -> Command:
 
 
 def _decode_publish(data: bytes) -> Publish:
-    (
-        _version,
-        _opcode,
-        time,
-        producer_sequence,
-        queue_length,
-        producer_length,
-        message_id_length,
-        header_count,
-        body_length,
-    ) = _PUBLISH.unpack_from(data, 0)
-    offset = _PUBLISH.size
-    end = offset + queue_length
-    queue = data[offset:end].decode()
-    offset = end
-    producer: str | None = None
-    if producer_length != _ABSENT16:
-        end = offset + producer_length
-        producer = data[offset:end].decode()
-        offset = end
-    message_id: str | None = None
-    if message_id_length != _ABSENT16:
-        end = offset + message_id_length
-        message_id = data[offset:end].decode()
-        offset = end
-    headers: tuple[tuple[str, str], ...] = ()
-    if header_count:
-        pairs = []
-        for _ in range(header_count):
-            name_length, value_length = _HEADER_PAIR.unpack_from(data, offset)
-            offset += _HEADER_PAIR.size
-            name_end = offset + name_length
-            end = name_end + value_length
-            pairs.append((data[offset:name_end].decode(), data[name_end:end].decode()))
-            offset = end
-        headers = tuple(pairs)
-    end = offset + body_length
-    if end != len(data):
-        raise MalformedCommandError("publish lengths do not add up to the entry's size")
-    return Publish(
-        queue,
-        bytes(data[offset:end]),
-        headers,
-        message_id,
-        producer,
-        producer_sequence,
-        time=time,
-    )
+    _version, _opcode, time, producer_sequence, queue_length = _PUBLISH_HEAD.unpack_from(data, 0)
+    queue = data[_PUBLISH.size : _PUBLISH.size + queue_length].decode()
+    body, headers, message_id, producer = publish_fields(data, 0, len(data))
+    return Publish(queue, bytes(body), headers, message_id, producer, producer_sequence, time=time)
