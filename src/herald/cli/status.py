@@ -40,6 +40,8 @@ def status(
                 "commit": result.commit,
                 "applied": result.applied,
                 "last_index": result.last_index,
+                "loop_lag_ms": result.loop_lag_ms,
+                "loop_lag_max_ms": result.loop_lag_max_ms,
                 "peers": [
                     {"node": p.node, "address": p.address, "match": p.match, "lag": p.lag}
                     for p in result.peers
@@ -54,6 +56,13 @@ def status(
         f"last index {result.last_index}",
         highlight=False,
     )
+    if result.loop_lag_ms:
+        console.print(
+            f"longest event-loop pause of node {result.node}: "
+            f"{max(result.loop_lag_ms):.1f} ms in the last minute, "
+            f"{result.loop_lag_max_ms:.1f} ms since it started",
+            highlight=False,
+        )
     table = Table(title="Nodes")
     for column in ("node", "address", "role", "match", "lag"):
         table.add_column(column, justify="right" if column in ("node", "match", "lag") else "left")
