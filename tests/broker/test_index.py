@@ -209,3 +209,39 @@ def test_the_backlog_agrees_with_a_list(steps: list[tuple[str, int]]) -> None:
         assert list(rebuilt) == model
     with pytest.raises(ValueError):
         Backlog([5]).append(3)
+
+
+def test_the_state_check_catches_what_it_counts_instead_of_walking() -> None:
+    """With one group the invariant check counts over the index's columns instead of
+    visiting each message; it must still catch each kind of inconsistency."""
+    from herald.errors import InvariantError
+
+    from .helpers import Driver
+
+    def fresh() -> Driver:
+        d = Driver()
+        d.queue()
+        d.subscribe()
+        for n in range(10):
+            d.publish(body=bytes([n]))
+        d.deliver("c1", n=2)
+        return d
+
+    d = fresh()
+    d.broker.check_invariants()
+    queue = d.broker._state.queues["q"]
+    queue.messages.set_refs(5, 2)  # a reference nobody holds
+    with pytest.raises(InvariantError, match="reference count"):
+        d.broker.check_invariants()
+
+    d = fresh()
+    queue = d.broker._state.queues["q"]
+    queue.messages.remove(7)  # still in the group's backlog
+    with pytest.raises(InvariantError, match="unretained"):
+        d.broker.check_invariants()
+
+    d = fresh()
+    queue = d.broker._state.queues["q"]
+    queue.messages.add(40, record(40))  # retained, but in no group
+    with pytest.raises(InvariantError, match="outside group"):
+        d.broker.check_invariants()

@@ -464,18 +464,62 @@ class MessageIndex:
             self._chunks = dict(sorted(chunks.items()))
         return chunk
 
+    def count_between(self, low: int, high: int) -> int:
+        """How many sequences in ``[low, high)`` are retained (counted in C over the
+        columns of dense chunks)."""
+        count = 0
+        sequence = low
+        while sequence < high:
+            number, slot = sequence >> _BITS, sequence & _MASK
+            stop = min(high, (number + 1) << _BITS)
+            chunk = self._chunks.get(number)
+            if isinstance(chunk, _Dense):
+                piece = chunk.columns[0][slot : slot + stop - sequence]
+                count += len(piece) - piece.count(0)
+            elif chunk is not None:
+                end_slot = slot + stop - sequence
+                count += sum(1 for s in chunk.records if slot <= s < end_slot)
+            sequence = stop
+        return count
+
+    def refs_all(self, refs: int) -> bool:
+        """Every retained message has ``refs`` references."""
+        for chunk in self._chunks.values():
+            if isinstance(chunk, _Dense):
+                column = chunk.columns[5][chunk.low : chunk.high]
+                entries = chunk.columns[0][chunk.low : chunk.high]
+                # Free slots hold zeros in every column.
+                free = entries.count(0)
+                if refs == 0:
+                    if column.count(0) != len(column):
+                        return False
+                elif column.count(refs) != len(column) - free:
+                    return False
+            elif any(record[5] != refs for record in chunk.records.values()):
+                return False
+        return True
+
     def check(self) -> None:
-        """Raise ValueError if the counts disagree with the contents (O(n); tests)."""
+        """Raise ValueError if the counts disagree with the contents (per chunk, in C)."""
         count = 0
         total = 0
-        previous = 0
-        for sequence in self.sequences():
-            if sequence <= previous:
-                raise ValueError("sequences out of order")
-            previous = sequence
-            record = self.record(sequence)
-            count += 1
-            total += record[3]
+        previous = -1
+        for number, chunk in self._chunks.items():
+            if number <= previous:
+                raise ValueError("chunks out of order")
+            previous = number
+            if isinstance(chunk, _Dense):
+                entries = chunk.columns[0]
+                live = CHUNK - entries.count(0)
+                if live != chunk.live:
+                    raise ValueError(f"chunk {number}: {chunk.live} live, {live} held")
+                if live and (entries[chunk.low] == 0 or entries[chunk.high - 1] == 0):
+                    raise ValueError(f"chunk {number}: bounds {chunk.low}..{chunk.high}")
+                count += live
+                total += sum(chunk.columns[3])
+            else:
+                count += len(chunk.records)
+                total += sum(record[3] for record in chunk.records.values())
         if (count, total) != (self.count, self.bytes):
             raise ValueError(f"counts {self.count}/{self.bytes}, contents {count}/{total}")
 

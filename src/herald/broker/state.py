@@ -12,6 +12,7 @@ anywhere in the state; heaps hold tuples with a total order; nothing depends on
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from collections import deque
 from dataclasses import dataclass, fields
 from typing import TypeAlias
@@ -335,44 +336,80 @@ def _fail(queue: Queue, what: str) -> None:
 
 
 def _check_queue(queue: Queue, next_token: int) -> None:
+    messages = queue.messages
     try:
-        queue.messages.check()
+        messages.check()
     except ValueError as error:
         _fail(queue, f"message index: {error}")
+    for group in queue.groups.values():
+        _check_group(queue, group, next_token)
+    if len(queue.groups) <= 1:
+        _check_refs_of_one_group(queue)
+    else:
+        _check_refs(queue)
+
+
+def _check_group(queue: Queue, group: Group, next_token: int) -> None:
+    """What holds within one group: O(its ranges and its messages in flight)."""
+    ranges = group.backlog.ranges()
+    previous = 0
+    for low, high in ranges:
+        if not previous <= low < high:
+            _fail(queue, f"backlog of {group.name!r} not increasing")
+        previous = high
+    if sorted(group.retry) != sorted(seq for seq, p in group.pending.items() if p.status == READY):
+        _fail(queue, f"retry heap of {group.name!r}")
+    starts = [low for low, _high in ranges]
+    for seq in group.pending:
+        at = bisect_right(starts, seq) - 1
+        if at >= 0 and seq < ranges[at][1]:
+            _fail(queue, f"message {seq} both in backlog and pending in {group.name!r}")
+        if seq not in queue.messages:
+            _fail(queue, f"group {group.name!r} holds unretained message {seq}")
+    leased: dict[str, list[int]] = {}
+    for seq, pending in group.pending.items():
+        if pending.attempts <= pending.base and pending.status == LEASED:
+            _fail(queue, f"leased message {seq} without an attempt")
+        if pending.attempts - pending.base > queue.options.max_deliveries:
+            _fail(queue, f"message {seq} over its delivery budget")
+        if pending.status == LEASED:
+            leased.setdefault(pending.consumer, []).append(seq)
+            if not 0 < pending.token < next_token:
+                _fail(queue, f"lease token {pending.token} out of range")
+    for name, consumer in group.consumers.items():
+        if sorted(consumer.leases) != sorted(leased.pop(name, [])):
+            _fail(queue, f"leases of consumer {name!r}")
+    if leased:
+        _fail(queue, f"leases held by unknown consumers {sorted(leased)}")
+
+
+def _check_refs_of_one_group(queue: Queue) -> None:
+    """With one group, every retained message is in its backlog or in flight there,
+    once, and has one reference: checked by counting, over the index's columns, so
+    restoring a checkpoint of a long queue does not walk every message."""
+    messages = queue.messages
+    for group in queue.groups.values():
+        for low, high in group.backlog.ranges():
+            if messages.count_between(low, high) != high - low:
+                _fail(queue, f"group {group.name!r} holds unretained messages in {low}..{high}")
+        if len(group.backlog) + len(group.pending) != len(messages):
+            _fail(queue, f"retained messages outside group {group.name!r}")
+        if not messages.refs_all(1):
+            _fail(queue, "a reference count is not the one group's")
+
+
+def _check_refs(queue: Queue) -> None:
+    """Each retained message's references are the groups that hold it (O(messages))."""
     refs: dict[int, int] = dict.fromkeys(queue.messages.sequences(), 0)
     for group in queue.groups.values():
-        backlog = list(group.backlog)
-        if backlog != sorted(set(backlog)):
-            _fail(queue, f"backlog of {group.name!r} not increasing")
-        if sorted(group.retry) != sorted(
-            seq for seq, p in group.pending.items() if p.status == READY
-        ):
-            _fail(queue, f"retry heap of {group.name!r}")
-        for seq in backlog + list(group.pending):
+        for seq in [*group.backlog, *group.pending]:
             if seq not in refs:
                 _fail(queue, f"group {group.name!r} holds unretained message {seq}")
             refs[seq] += 1
-        if set(backlog) & set(group.pending):
-            _fail(queue, f"message both in backlog and pending in {group.name!r}")
-        leased: dict[str, list[int]] = {}
-        for seq, pending in group.pending.items():
-            if pending.attempts <= pending.base and pending.status == LEASED:
-                _fail(queue, f"leased message {seq} without an attempt")
-            if pending.attempts - pending.base > queue.options.max_deliveries:
-                _fail(queue, f"message {seq} over its delivery budget")
-            if pending.status == LEASED:
-                leased.setdefault(pending.consumer, []).append(seq)
-                if not 0 < pending.token < next_token:
-                    _fail(queue, f"lease token {pending.token} out of range")
-        for name, consumer in group.consumers.items():
-            if sorted(consumer.leases) != sorted(leased.pop(name, [])):
-                _fail(queue, f"leases of consumer {name!r}")
-        if leased:
-            _fail(queue, f"leases held by unknown consumers {sorted(leased)}")
-    if queue.groups:
-        for seq, count in refs.items():
-            if queue.messages.refs(seq) != count or count == 0:
-                _fail(queue, f"reference count of message {seq}")
+    for seq, count in refs.items():
+        if queue.messages.refs(seq) != count or count == 0:
+            _fail(queue, f"reference count of message {seq}")
+
     if len(queue.key_order) != len(queue.key_expiry):
         _fail(queue, "key order and expiry differ in length")
     if queue.options.dedup_ttl is not None and list(queue.key_order) != list(queue.keys):
