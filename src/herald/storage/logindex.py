@@ -125,24 +125,14 @@ class LogIndex:
             self._terms.extend(terms)
         if len(self._terms) != last - self.base:
             raise ValueError("a record's terms disagree with its count")
-        self._segment.append(segment)
-        self._offset.append(offset)
-        self._end.append(end)
-        self._first.append(first)
-        self._lo.append(lo)
-        self._hi.append(last)
+        self._push(segment, offset, end, first, lo, last)
 
     def append_one(self, segment: int, offset: int, end: int, index: int, term: int) -> None:
         """A record of the single entry ``last + 1``: the common case, made cheap."""
         if index != self.base + len(self._terms) + 1:
             raise ValueError(f"entry {index} does not follow {self.last}")
         self._terms.append(term)
-        self._segment.append(segment)
-        self._offset.append(offset)
-        self._end.append(end)
-        self._first.append(index)
-        self._lo.append(index)
-        self._hi.append(index)
+        self._push(segment, offset, end, index, index, index)
 
     def truncate(self, after: int) -> None:
         """Forget the entries after ``after`` (never the base)."""
@@ -185,6 +175,15 @@ class LogIndex:
 
     def _columns(self) -> tuple[array[int], ...]:
         return (self._segment, self._offset, self._end, self._first, self._lo, self._hi)
+
+    def _push(self, segment: int, offset: int, end: int, first: int, lo: int, hi: int) -> None:
+        """One more record, in the order of :meth:`_columns`."""
+        self._segment.append(segment)
+        self._offset.append(offset)
+        self._end.append(end)
+        self._first.append(first)
+        self._lo.append(lo)
+        self._hi.append(hi)
 
     def _pop(self) -> None:
         for column in self._columns():

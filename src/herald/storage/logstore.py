@@ -440,9 +440,12 @@ class WalLogStore:
         Checkpoints beyond the newest ``keep_snapshots`` go.
         """
         self._check_usable()
-        newest = max(self._checkpoint_indexes[:1] + self._snapshot_indexes[:1], default=0)
-        if checkpoint.index > newest:
+        if checkpoint.index > self._newest_kept():
             self._pending_checkpoint = checkpoint
+
+    def _newest_kept(self) -> int:
+        """The index of the newest snapshot or checkpoint on disk (0: none)."""
+        return max(self._checkpoint_indexes[:1] + self._snapshot_indexes[:1], default=0)
 
     def promote(self, below: int) -> int:
         """The newest kept checkpoint below index ``below`` becomes the snapshot the
@@ -461,8 +464,7 @@ class WalLogStore:
         written now and promoted at once. Does not make unrelated buffered writes
         durable. Raises StorageIOError."""
         self._check_usable()
-        newest = max(self._checkpoint_indexes[:1] + self._snapshot_indexes[:1], default=0)
-        if snapshot.index <= newest:
+        if snapshot.index <= self._newest_kept():
             return
         self._guarded(lambda: self._save_checkpoint(snapshot))
         self.promote(snapshot.index + 1)
