@@ -164,8 +164,9 @@ class Recording:
         self.sent.extend(messages)
 
 
-def _win_election(core: ServerCore, transport: Recording, now: Instant) -> None:
-    """Campaign and collect node 2's pre-vote and vote (fabricated)."""
+def _win_election(core: ServerCore, transport: Recording, now: Instant, wall: int = T0) -> None:
+    """Campaign and collect node 2's pre-vote and vote (fabricated), carrying
+    node 2's wall clock ``wall`` (0: none, as before vote responses carried it)."""
     core.host.node.campaign()
     for wanted in (MessageType.PRE_VOTE, MessageType.VOTE):
         run(core, now)
@@ -176,7 +177,7 @@ def _win_election(core: ServerCore, transport: Recording, now: Instant) -> None:
             if wanted is MessageType.PRE_VOTE
             else MessageType.VOTE_RESPONSE
         )
-        core.step([Message(answer, src=2, dst=1, term=request.term)], now)
+        core.step([Message(answer, src=2, dst=1, term=request.term, wall=wall)], now)
     run(core, now)
     assert core.is_leader()
 
@@ -314,6 +315,78 @@ def test_a_step_of_the_leaders_clock_does_not_forget_keys() -> None:
     first, retry = answers[2].value, answers[3].value
     assert retry[2], f"the retry was stored twice: {first} then {retry}"
     assert retry[1] == first[1]
+
+
+def _three_node_core(transport: Recording, now: Instant) -> ServerCore:
+    return ServerCore(
+        NodeConfig(node_id=1, peers={n: f"127.0.0.1:{7430 + n}" for n in (1, 2, 3)}),
+        SimLogStore(),
+        transport,
+        random.Random(1),
+        now,
+    )
+
+
+def test_a_new_leader_that_has_heard_no_clock_turns_writes_away_instead_of_stamping_0() -> None:
+    """Regression (CI, tests/client/test_e2e.py, leader killed mid-stream): a new
+    cluster's leader had heard no follower's clock before its first heartbeat
+    round, so the queue and the first publishes were stamped 0. The next leader
+    stamped real time: the broker's clock jumped 56 years, every producer was
+    forgotten (``producer_ttl``), and the client's retries of 1,000 publishes
+    that had landed were stored a second time."""
+    transport = Recording()
+    now = Instant(0, T0)
+    core = _three_node_core(transport, now)
+    _win_election(core, transport, now, wall=0)  # the vote carries no clock
+    link = core.connect("producer")
+    core.receive(link, [w.CreateQueue(1, "q")], now)
+    run(core, now)
+    replies = link.take_replies()
+    assert [r.error.code if r.error else "ok" for r in replies] == ["OverloadedError"], replies
+    assert replies[0].error is not None and "time" in replies[0].error.message
+    # Nothing was proposed: the log holds only the leader's empty entry.
+    assert core.host.storage.last_index() == 1
+    # No Tick is stamped 0 either.
+    for _ in range(core.config.heartbeat_tick * 3):
+        core.tick(now)
+    run(core, now)
+    assert core.host.storage.last_index() == 1
+    # Once a majority's clocks are heard, the same write goes through, stamped now.
+    followers = FakeFollowers(core, transport)
+    followers.heartbeat(now)
+    again = core.connect("producer-again")
+    core.receive(again, [w.CreateQueue(2, "q")], now)
+    followers.run(now)
+    (created,) = again.take_replies()
+    assert created.ok, created
+    assert core.broker.now == T0
+
+
+def test_a_leader_elected_on_votes_that_carry_clocks_stamps_real_time_at_once() -> None:
+    """The same scenario with the vote responses carrying the voter's clock (as they
+    do now): the first writes are stamped with real time, and a retry after a
+    leader's heartbeat round is a duplicate, not a second copy."""
+    transport = Recording()
+    now = Instant(0, T0)
+    core = _three_node_core(transport, now)
+    _win_election(core, transport, now)  # the vote carries node 2's clock
+    followers = FakeFollowers(core, transport)
+    link = core.connect("producer")
+    core.receive(link, [w.CreateQueue(1, "q")], now)
+    followers.run(now)
+    first = w.Publish(2, "q", b"m1", producer="p", sequence=1)
+    core.receive(link, [first], now)
+    followers.run(now)
+    assert core.broker.now == T0
+    later = Instant(SECOND, T0 + SECOND)
+    followers.heartbeat(later)
+    retry = w.Publish(3, "q", b"m1", producer="p", sequence=1)
+    core.receive(link, [retry], later)
+    followers.run(later)
+    answers = {reply.id: reply for reply in link.take_replies()}
+    assert all(answers[i].ok for i in (1, 2, 3)), answers
+    assert answers[3].value[2], f"the retry was stored twice: {answers[3].value}"
+    assert answers[3].value[1] == answers[2].value[1]
 
 
 def test_a_lease_held_for_hours_does_not_keep_the_log_from_being_compacted() -> None:

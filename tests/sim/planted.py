@@ -86,6 +86,16 @@ class StampsItsOwnClock(ServerCore):
         return now.wall
 
 
+class StampsBeforeItKnowsTheTime(ServerCore):
+    """Stamps a log that has no time yet with (near) the epoch instead of turning
+    writes away until a majority's clocks are heard, as the server once did: the
+    first real stamp then jumps decades and expires every producer and lease the
+    first commands started (the CI failure of tests/client/test_e2e.py)."""
+
+    def _stamp(self, now: Instant) -> int:
+        return self._clock.stamp(now, self.broker.now) if self.broker.now else 1
+
+
 class AnswersLostWhenUnknown(ServerCore):
     """Answers ProposalLostError ("surely not applied") for a proposal its own later
     proposal replaced, although another node may still commit the older entry: the

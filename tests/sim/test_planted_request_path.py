@@ -22,6 +22,7 @@ from .planted import (
     AnswersLostWhenUnknown,
     DropsTheMarkerEarly,
     RenumberingClient,
+    StampsBeforeItKnowsTheTime,
     StampsItsOwnClock,
     inbox_key_without_incarnation,
 )
@@ -57,6 +58,22 @@ def test_a_stamp_from_one_clock_fails_its_test(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setattr(ServerCore, "_stamp", StampsItsOwnClock._stamp)
     with pytest.raises(AssertionError, match="stored twice"):
         test_server.test_a_step_of_the_leaders_clock_does_not_forget_keys()
+
+
+def test_a_leader_stamping_before_it_knows_the_time_is_found() -> None:
+    """Bug found by CI after issue 11: a new cluster's leader stamped its first
+    commands 0; the next real stamp expired every producer, and retries that had
+    landed were stored a second time."""
+    result = first_failure(5, Plants(server_class=StampsBeforeItKnowsTheTime))
+    assert result.verdict == "safety", result.detail
+    assert "log time" in result.detail, result.detail
+
+
+def test_stamping_before_the_time_is_known_fails_its_test(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The same bug, put back into the scenario that pins it."""
+    monkeypatch.setattr(ServerCore, "_stamp", StampsBeforeItKnowsTheTime._stamp)
+    with pytest.raises(AssertionError, match="OverloadedError"):
+        test_server.test_a_new_leader_that_has_heard_no_clock_turns_writes_away_instead_of_stamping_0()
 
 
 def test_an_inbox_keyed_without_the_incarnation_is_found() -> None:

@@ -14,7 +14,7 @@ and a retry after the jump would be stored a second time.
 So a leader stamps with the time a *majority* of the voters' clocks vouch for,
 reached no faster than real time allows:
 
-- every follower puts its wall clock on its heartbeat responses
+- every follower puts its wall clock on its heartbeat and vote responses
   (``Message.wall``; the Raft core neither sets nor reads it);
 - the leader keeps, per voter, the offset of that wall clock from the
   leader's own *monotonic* clock at the moment the response arrived; the
@@ -25,8 +25,15 @@ reached no faster than real time allows:
   fresh readings than a majority there is none, and time holds still;
 - a stamp moves towards the agreed time, but never by more than 1.1 times the
   leader's monotonic time since its previous stamp, and never back: never
-  below the previous stamp or the broker's clock. (A log that never had a
-  time starts at the agreed time.)
+  below the previous stamp or the broker's clock.
+- a log that never had a time starts at the agreed time, and until there is
+  one the stamp is 0, which the server never writes: it turns writes away as
+  overloaded (retry shortly) and skips its Tick. A command stamped 0 would
+  start its deadlines at the epoch, and the first real time would expire them
+  all at once: a lease, an idempotency key, an idempotent producer forgotten
+  and its retry stored twice. Vote responses carry the voters' clocks as
+  heartbeat responses do, so a new leader normally has a majority's readings
+  the moment it is elected.
 
 The rate bound matters as much as the majority. A clock that was *behind* and
 is put right is a forward jump too: time held back by a slow clock (say, the

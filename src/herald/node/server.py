@@ -180,8 +180,22 @@ _Handler: TypeAlias = Callable[[ClientLink, w.Request, int], None]
 _DURABLE = "durable"
 
 
+#: The responses that carry the sender's wall clock to the leader (or the
+#: candidate): heartbeat responses keep the readings fresh, and vote responses
+#: give a new leader a majority's readings the moment it is elected, so it can
+#: stamp its first commands at once (see herald.node.clock).
+_CLOCK_CARRIERS: Final = frozenset(
+    {
+        MessageType.HEARTBEAT_RESPONSE,
+        MessageType.VOTE_RESPONSE,
+        MessageType.PRE_VOTE_RESPONSE,
+    }
+)
+
+
 class _StampingTransport:
-    """The host's transport, with this node's wall clock on heartbeat responses."""
+    """The host's transport, with this node's wall clock on the responses that
+    carry it (``_CLOCK_CARRIERS``)."""
 
     __slots__ = ("_core", "_inner")
 
@@ -190,11 +204,11 @@ class _StampingTransport:
         self._core = core
 
     def send(self, messages: Sequence[Message]) -> None:
-        response = MessageType.HEARTBEAT_RESPONSE
-        if any(message.type is response for message in messages):
+        carriers = _CLOCK_CARRIERS
+        if any(message.type in carriers for message in messages):
             wall = self._core.now.wall
             messages = [
-                replace(message, wall=wall) if message.type is response else message
+                replace(message, wall=wall) if message.type in carriers else message
                 for message in messages
             ]
         self._inner.send(messages)
@@ -366,7 +380,7 @@ class ServerCore:
         step = self.host.step
         clock = self._clock
         for message in messages:
-            if message.wall and message.type is MessageType.HEARTBEAT_RESPONSE:
+            if message.wall and message.type in _CLOCK_CARRIERS:
                 clock.observe(message.src, message.wall, now)
             step(message)
 
@@ -390,7 +404,10 @@ class ServerCore:
             return
         if self.stopping:
             return
-        tick = Tick(time=self._stamp(now))
+        stamp = self._stamp(now)
+        if not stamp:
+            return  # no time to tell yet (see _on_write)
+        tick = Tick(time=stamp)
         self._add_to_batch(tick, encode(tick), None)
         if self.host.carry_hint is not None:
             self._maybe_carry(now)
@@ -540,6 +557,13 @@ class ServerCore:
             return
         if self._uncommitted + self._batch_bytes > self.config.max_uncommitted_bytes:
             self._turn_away(link, request, _OVERLOADED)
+            return
+        if not stamp:
+            # The log has no time yet and a majority's clocks have not been heard:
+            # a command stamped 0 would have every deadline it starts expire the
+            # moment real time arrives (herald.node.clock). Rare: vote responses
+            # carry the clocks, so a new leader normally has them when elected.
+            self._turn_away(link, request, _NO_TIME)
             return
         try:
             command = command_for(request, stamp)
@@ -1048,6 +1072,11 @@ def _micros(seconds: float) -> int:
 _NEVER: Final = 1 << 62
 _OVERLOADED: Final = error_info(
     OverloadedError("too much uncommitted work on the leader; retry shortly")
+)
+_NO_TIME: Final = error_info(
+    OverloadedError(
+        "the leader has not heard the time from a majority of the voters yet; retry shortly"
+    )
 )
 _UNKNOWN_REPLACED: Final = error_info(
     OutcomeUnknownError(

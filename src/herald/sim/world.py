@@ -83,6 +83,8 @@ DiskFactory = Callable[[random.Random, DiskFaults], SimFileSystem]
 DATA_DIR = "/data"
 #: Where the simulated wall clocks start (2027-01-15, in microseconds since 1970).
 EPOCH = 1_800_000_000 * SECOND
+#: No command is ever stamped before this (see SimWorld.on_applied).
+_TIME_FLOOR = EPOCH - 24 * 3600 * SECOND
 #: How long the simulated operator takes to notice a node that refused to start.
 OPERATOR_DELAY = 300 * MS
 
@@ -649,6 +651,17 @@ class World:
         if node.server is not None:
             # The broker applied it; the digest follows every entry alike.
             machine.fold(entry)
+            if entry.kind == EntryKind.NORMAL and node.server.broker.now < _TIME_FLOOR:
+                # Simulated wall clocks start at EPOCH and no majority of them is
+                # ever a day behind: a broker clock below that was stamped from no
+                # clock at all (0, or a monotonic reading), and every deadline it
+                # started would expire at once when real time arrived (a producer
+                # forgotten, its retry stored twice: herald.node.clock).
+                raise SafetyViolation(
+                    "log time",
+                    f"node {node.id} applied entry {entry.index} at log time "
+                    f"{node.server.broker.now}, before any clock's calendar",
+                )
         self.checker.on_applied(node.id, entry, machine.digest)
         op = self.pending.pop((node.id, entry.index), None)
         if op is not None:
