@@ -61,6 +61,7 @@ ops = st.lists(
         st.tuples(st.just("settle_run"), st.integers(0, 10_000)),
         st.tuples(st.just("readd"), st.integers(0, 10_000)),
         st.tuples(st.just("refs"), st.integers(0, 10_000)),
+        st.tuples(st.just("move"), st.integers(0, 10_000)),  # a Carry copies it forward
     ),
     max_size=25,
 )
@@ -97,6 +98,12 @@ def test_the_index_agrees_with_a_dict(steps: list[tuple[str, int]]) -> None:
             sequence = keys[value * len(keys) // 10_001]
             index.set_refs(sequence, value % 7)
             model[sequence] = (*model[sequence][:5], value % 7)
+        elif op == "move" and model:
+            keys = sorted(model)
+            sequence = keys[value * len(keys) // 10_001]
+            entry = next_sequence + 10 + value  # past every publish so far
+            index.move(sequence, entry, 5, 41)
+            model[sequence] = (entry, 5, 41, *model[sequence][3:])
         check(index, model)
 
 
@@ -132,6 +139,24 @@ def test_a_redriven_message_keeps_its_older_entry_and_the_pin_sees_it() -> None:
     index.add(3, old)
     assert index.pin() == old[0]
     assert list(index.sequences())[:2] == [3, 51]
+
+
+def test_the_pin_follows_the_oldest_message_as_it_is_carried_forward_or_settled() -> None:
+    """The pin is cached per chunk (every checkpoint asks it): a Carry that moves the
+    oldest message to a later entry, or the oldest settling, must move it up."""
+    index = MessageIndex()
+    for sequence in range(1, 101):
+        index.add(sequence, record(sequence))
+    assert index.pin() == record(1)[0]
+    index.move(1, 5_000, 0, 41)  # carried forward
+    assert index.pin() == record(2)[0]
+    index.remove(2)
+    assert index.pin() == record(3)[0]
+    index.add(2, record(2))  # redriven: its old entry comes back
+    assert index.pin() == record(2)[0]
+    for sequence in range(2, 101):
+        index.remove(sequence)
+    assert index.pin() == 5_000
 
 
 def test_bad_records_are_refused() -> None:

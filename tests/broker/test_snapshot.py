@@ -264,3 +264,44 @@ def test_a_node_host_checkpoints_the_broker_and_keeps_the_entries_its_messages_a
     assert restarted_broker.stats("q").length == 0
     assert restarted.storage.snapshot_meta.index > 50
     assert restarted.storage.first_index() > 40
+
+
+def test_a_checkpoint_stays_what_it_was_while_the_broker_goes_on() -> None:
+    """A checkpoint's buffers view the index's own arrays (no copy on the event
+    loop) and are written later by another thread: publishing, delivering,
+    acking and a new group after it must not change a byte of it (the index
+    copies a chunk before its first change: copy on write)."""
+    from herald.broker import Ack, Broker, CreateQueue, Deliver, Deliveries, Publish, Subscribe
+    from herald.broker import encode as encode_command
+    from herald.raft import Entry
+
+    broker = Broker()
+    index = 0
+
+    def apply(command: object) -> object:
+        nonlocal index
+        index += 1
+        return broker.apply(Entry(1, index, encode_command(command)))  # type: ignore[arg-type]
+
+    apply(CreateQueue("q", time=1))
+    apply(Subscribe("q", "g", "c1", time=2))
+    for n in range(3 * 4096 + 17):
+        apply(Publish("q", b"m%d" % n, time=3 + n))
+    parts = broker.checkpoint()
+    assert any(isinstance(part, memoryview) for part in parts), "the index was copied"
+    expected = broker.snapshot()
+    assert b"".join(parts) == expected
+    now = 100_000
+    for _ in range(5):  # settles the first chunk, and part of the second
+        result = apply(Deliver("q", "g", "c1", 1000, time=now))
+        assert isinstance(result, Deliveries)
+        for delivery in result.deliveries:
+            apply(Ack("q", "g", delivery.sequence, delivery.token, time=now))
+    apply(Subscribe("q", "h", "c2", time=now))  # every message gains a reference
+    for n in range(100):
+        apply(Publish("q", b"later%d" % n, time=now + n))
+    assert broker.snapshot() != expected
+    assert b"".join(parts) == expected, "a change reached a checkpoint's buffers"
+    restored = Broker()
+    restored.restore(b"".join(parts), 3 * 4096 + 19)
+    assert restored.snapshot() == expected

@@ -83,7 +83,7 @@ class RecordingHandle:
     def path(self) -> str:
         return self.inner.path
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         self.fs._record("append", self.inner.path)
         self.inner.append(data)
 
@@ -154,8 +154,11 @@ def test_received_snapshot_is_durable_before_the_log_announces_it() -> None:
     store.sync()
     mark = len(fs.calls)
     store.write(HardState(2, 0, 50), entries(51, 52, 2), snapshot(50, 2))
+    # Header, state and checksum, appended one after the other (never joined).
     assert fs.since(mark) == [
         ("create", f"{snapshot_name(50)}.tmp"),
+        ("append", f"{snapshot_name(50)}.tmp"),
+        ("append", f"{snapshot_name(50)}.tmp"),
         ("append", f"{snapshot_name(50)}.tmp"),
     ]
     store.sync()

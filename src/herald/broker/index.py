@@ -22,7 +22,7 @@ import sys
 from array import array
 from collections import deque
 from collections.abc import Iterable, Iterator
-from typing import Final
+from typing import Final, TypeAlias
 
 __all__ = ["CHUNK", "COLUMNS", "Backlog", "MessageIndex", "Run"]
 
@@ -49,34 +49,41 @@ if array("I").itemsize != 4 or array("q").itemsize != 8:  # pragma: no cover - e
 Record = tuple[int, int, int, int, int, int]
 
 
+#: A run's column: an array, or a view into a chunk's (read at once, never kept).
+Column: TypeAlias = "array[int] | memoryview"
+
+
 class Run:
-    """Consecutive retained sequences ``first .. first + len - 1`` and their columns."""
+    """Consecutive retained sequences ``first .. first + len - 1`` and their columns.
+
+    The runs :meth:`MessageIndex.runs` yields are *views* into the index's arrays
+    where a chunk has no holes: no copy is made to write them, and they are only
+    valid until the index changes (the snapshot writer reads them at once).
+    """
 
     __slots__ = ("columns", "first")
 
-    def __init__(self, first: int, columns: tuple[array[int], ...]) -> None:
+    def __init__(self, first: int, columns: tuple[Column, ...]) -> None:
         self.first = first
         self.columns = columns
 
     def __len__(self) -> int:
         return len(self.columns[0])
 
-    def to_bytes(self) -> list[bytes | array[int]]:
+    def to_bytes(self) -> list[bytes | Column]:
         """The columns as little-endian buffers, in :data:`COLUMNS` order (the arrays
-        themselves where the machine is little-endian: no copy)."""
+        or views themselves where the machine is little-endian: no copy)."""
         if not _BIG_ENDIAN:
             return list(self.columns)
-        out: list[bytes | array[int]] = []
-        for column in self.columns:
-            swapped = array(column.typecode, column)
+        out: list[bytes | Column] = []
+        for (_name, code), column in zip(COLUMNS, self.columns, strict=True):
+            swapped = array(code, column)
             swapped.byteswap()
             out.append(swapped.tobytes())
         return out
 
     @classmethod
-    def from_bytes(
-        cls, first: int, count: int, blobs: list[bytes] | list[bytes | array[int]]
-    ) -> Run:
+    def from_bytes(cls, first: int, count: int, blobs: list[bytes] | list[bytes | Column]) -> Run:
         columns = []
         for (_name, code), blob in zip(COLUMNS, blobs, strict=True):
             column = array(code)
@@ -92,16 +99,23 @@ class Run:
 class _Dense:
     """A chunk as six arrays of CHUNK slots; a slot is live iff its entry is nonzero."""
 
-    __slots__ = ("columns", "high", "live", "low")
+    __slots__ = ("columns", "frozen", "high", "live", "low", "lowest")
 
     def __init__(self) -> None:
         self.columns = tuple(
             array(code, bytes(CHUNK * array(code).itemsize)) for _, code in COLUMNS
         )
+        #: A checkpoint being written may still read these arrays: the next change
+        #: copies them first (copy on write; see MessageIndex.runs).
+        self.frozen = False
         self.live = 0
         # Live slots lie within [low, high): a hint that keeps scans short.
         self.low = CHUNK
         self.high = 0
+        #: The lowest live entry index (0: none live), or -1: not known, recount.
+        #: The pin asks every chunk at every checkpoint; a minimum over 4096
+        #: slots costs ~0.1 ms, so only chunks that changed it pay.
+        self.lowest = 0
 
     def get(self, slot: int) -> Record | None:
         columns = self.columns
@@ -117,17 +131,46 @@ class _Dense:
             columns[5][slot],
         )
 
+    def writable(self) -> tuple[array[int], ...]:
+        """The columns, to change: copies of them if a checkpoint may read them
+        (128 KiB copied, once per chunk and checkpoint, and only if it changes)."""
+        if self.frozen:
+            self.columns = tuple(column[:] for column in self.columns)
+            self.frozen = False
+        return self.columns
+
     def put(self, slot: int, record: Record) -> None:
-        columns = self.columns
-        if not columns[0][slot]:
+        columns = self.writable()
+        old = columns[0][slot]
+        if not old:
             self.live += 1
             self.low = min(self.low, slot)
             self.high = max(self.high, slot + 1)
         for column, value in zip(columns, record, strict=True):
             column[slot] = value
+        self._entry_changed(old, record[0])
+
+    def set_place(self, slot: int, entry: int, offset: int, length: int) -> None:
+        """The live slot's publish is now at ``entry`` (a Carry moved it)."""
+        columns = self.writable()
+        old = columns[0][slot]
+        columns[0][slot], columns[1][slot], columns[2][slot] = entry, offset, length
+        self._entry_changed(old, entry)
+
+    def _entry_changed(self, old: int, new: int) -> None:
+        lowest = self.lowest
+        if lowest < 0:
+            return
+        if old and old == lowest:
+            self.lowest = -1  # the lowest may have gone up: recount when asked
+        elif not lowest or new < lowest:
+            self.lowest = new
 
     def remove(self, slot: int) -> None:
-        for column in self.columns:
+        columns = self.writable()
+        if columns[0][slot] == self.lowest:
+            self.lowest = -1
+        for column in columns:
             column[slot] = 0
         self.live -= 1
         # Keep [low, high) tight, so a chunk consumed in order stays one run.
@@ -139,20 +182,28 @@ class _Dense:
             high -= 1
         self.low, self.high = (low, high) if low < high else (CHUNK, 0)
 
-    def fill(self, slot: int, columns: tuple[array[int], ...], start: int, stop: int) -> None:
+    def fill(self, slot: int, columns: tuple[Column, ...], start: int, stop: int) -> None:
         """Slots ``slot ..`` take ``columns[start:stop]`` (all of them free; on restore)."""
         end = slot + stop - start
-        for mine, theirs in zip(self.columns, columns, strict=True):
-            mine[slot:end] = theirs[start:stop]
+        for mine, theirs in zip(self.writable(), columns, strict=True):
+            piece = theirs[start:stop]
+            mine[slot:end] = piece if isinstance(piece, array) else array(mine.typecode, piece)
         self.live += stop - start
         self.low = min(self.low, slot)
         self.high = max(self.high, end)
+        self.lowest = -1
 
     def lowest_entry(self) -> int:
+        lowest = self.lowest
+        if lowest >= 0:
+            return lowest
         entries = self.columns[0]
         if self.live == self.high - self.low:
-            return min(entries[self.low : self.high]) if self.live else 0
-        return min((entry for entry in entries[self.low : self.high] if entry), default=0)
+            lowest = min(entries[self.low : self.high]) if self.live else 0
+        else:
+            lowest = min((entry for entry in entries[self.low : self.high] if entry), default=0)
+        self.lowest = lowest
+        return lowest
 
     def slots(self) -> Iterator[int]:
         entries = self.columns[0]
@@ -160,13 +211,17 @@ class _Dense:
             return iter(range(self.low, self.high))
         return (slot for slot in range(self.low, self.high) if entries[slot])
 
-    def runs(self, base: int) -> Iterator[Run]:
-        """The live slots as runs of consecutive ones."""
+    def runs(self, base: int, freeze: bool) -> Iterator[Run]:
+        """The live slots as runs of consecutive ones (a chunk without holes as
+        views into its arrays: no copy; with ``freeze``, views that stay valid,
+        the chunk copying its arrays before it next changes)."""
         low, high = self.low, self.high
         columns = self.columns
         if self.live == high - low:
             if high > low:
-                yield Run(base + low, tuple(column[low:high] for column in columns))
+                if freeze:
+                    self.frozen = True
+                yield Run(base + low, tuple(memoryview(column)[low:high] for column in columns))
             return
         entries = columns[0]
         start = -1
@@ -212,8 +267,9 @@ class _Sparse:
     def lowest_entry(self) -> int:
         return min((record[0] for record in self.records.values()), default=0)
 
-    def runs(self, base: int) -> Iterator[Run]:
-        """Consecutive slots as one run, as a dense chunk would give them."""
+    def runs(self, base: int, freeze: bool) -> Iterator[Run]:
+        """Consecutive slots as one run, as a dense chunk would give them (new
+        arrays: valid for good)."""
         run: list[Record] = []
         start = -1
         for slot, record in self.records.items():
@@ -301,7 +357,7 @@ class MessageIndex:
         if record is None:
             raise KeyError(sequence)
         if isinstance(chunk, _Dense):
-            chunk.columns[5][slot] = refs
+            chunk.writable()[5][slot] = refs
         else:
             chunk.records[slot] = (*record[:5], refs)
 
@@ -313,8 +369,7 @@ class MessageIndex:
         if record is None or entry <= 0:
             raise KeyError(sequence)
         if isinstance(chunk, _Dense):
-            columns = chunk.columns
-            columns[0][slot], columns[1][slot], columns[2][slot] = entry, offset, length
+            chunk.set_place(slot, entry, offset, length)
         else:
             chunk.records[slot] = (entry, offset, length, *record[3:])
 
@@ -340,9 +395,9 @@ class MessageIndex:
         number, slot = sequence >> _BITS, sequence & _MASK
         chunk = self._chunks.get(number)
         if isinstance(chunk, _Dense):
-            refs = chunk.columns[5]
             if not chunk.columns[0][slot]:
                 raise KeyError(sequence)
+            refs = chunk.writable()[5]
             left = refs[slot] - 1
             if left > 0 or keep:
                 refs[slot] = max(left, 0)
@@ -362,7 +417,7 @@ class MessageIndex:
         """Every retained message gains a reference (a new group)."""
         for chunk in self._chunks.values():
             if isinstance(chunk, _Dense):
-                refs = chunk.columns[5]
+                refs = chunk.writable()[5]
                 for slot in chunk.slots():
                     refs[slot] += 1
             else:
@@ -403,13 +458,20 @@ class MessageIndex:
             for slot in chunk.slots():
                 yield base + slot
 
-    def runs(self) -> Iterator[Run]:
+    def runs(self, *, freeze: bool = False) -> Iterator[Run]:
         """The retained messages as runs of consecutive sequences, increasing, split
         at chunk boundaries. Those are fixed by the sequence numbers alone, so two
         indexes that hold the same messages yield the same runs, whatever their
-        history (and no run is copied to join it with the next)."""
+        history (and no run is copied to join it with the next).
+
+        A run may be a view into the index's arrays, valid until the index next
+        changes. With ``freeze`` every run stays valid for good: a chunk a run
+        views copies its arrays before its next change (copy on write), so a
+        checkpoint can be written by another thread while the loop goes on, and
+        taking it costs the loop no copy of the index at all.
+        """
         for number, chunk in self._chunks.items():
-            yield from chunk.runs(number << _BITS)
+            yield from chunk.runs(number << _BITS, freeze)
 
     def pin(self) -> int:
         """The lowest log index a retained message is in (0: none is retained).

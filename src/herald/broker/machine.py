@@ -343,6 +343,12 @@ class Broker:
         """The whole state, deterministically serialized (see :mod:`herald.broker.snapshot`)."""
         return _snapshot.dump(self._state)
 
+    def checkpoint(self) -> list[bytes | memoryview]:
+        """:meth:`snapshot`'s bytes as buffers that stay valid while the state goes
+        on changing: the index's columns are not copied but frozen, copied on their
+        next write (see :func:`herald.broker.snapshot.dump_parts`)."""
+        return _snapshot.dump_parts(self._state)
+
     def restore(self, data: bytes, index: int) -> None:
         """Replace the state by a snapshot taken at ``index``. Raises BrokerSnapshotError
         (and keeps the current state) if ``data`` does not decode."""

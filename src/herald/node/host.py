@@ -116,9 +116,12 @@ class LogStore(Protocol):
         """Make everything written so far durable."""
         ...
 
-    def save_checkpoint(self, checkpoint: Snapshot) -> None:
-        """Keep a state taken at ``checkpoint.index`` to restart from, durably by the
-        next ``sync`` at the latest; the log before it stays (the state may still
+    def save_checkpoint_parts(
+        self, meta: SnapshotMeta, state: Sequence[bytes | memoryview]
+    ) -> None:
+        """Keep a state taken at ``meta.index`` -- the buffers ``state``, joined --
+        to restart from, durably by the next ``sync`` at the latest; the buffers
+        stay unchanged until then. The log before it stays (the state may still
         read it), and only :meth:`promote` may make it where the log starts."""
         ...
 
@@ -149,6 +152,12 @@ class StateMachine(Protocol):
 
     def snapshot(self) -> bytes:
         """Serialize the state as of the last applied entry."""
+        ...
+
+    def checkpoint(self) -> Sequence[bytes | memoryview]:
+        """What :meth:`snapshot` returns, as buffers to write one after the other,
+        valid until written whatever is applied meanwhile (a checkpoint: taken on
+        the event loop, written by the fsync thread)."""
         ...
 
     def pin(self) -> int:
@@ -386,7 +395,7 @@ class NodeHost:
         self._applied_bytes = 0
         meta = SnapshotMeta(index=applied, term=storage.term(applied), conf=self.conf)
         # Durable before anything depends on it.
-        self.log_store.save_checkpoint(Snapshot(meta, self.state_machine.snapshot()))
+        self.log_store.save_checkpoint_parts(meta, self.state_machine.checkpoint())
         self._checkpointed = applied
         totals = self._checkpoint_totals
         totals[applied] = self._applied_total

@@ -683,6 +683,9 @@ class ServerCore:
     def snapshot(self) -> bytes:
         return self.broker.snapshot()
 
+    def checkpoint(self) -> Sequence[bytes | memoryview]:
+        return self.broker.checkpoint()
+
     def pin(self) -> int:
         return self.broker.pin()
 

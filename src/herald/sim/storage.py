@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from herald.node.host import DurableState
-from herald.raft import Entry, HardState, Snapshot
+from herald.raft import Entry, HardState, Snapshot, SnapshotMeta
 from herald.raft.storage import limit_size
 
 __all__ = ["SimLogStore"]
@@ -79,6 +79,11 @@ class SimLogStore:
         # Written and synced atomically (temp file, fsync, rename), but it must not
         # make unrelated buffered writes durable.
         self._checkpoints[checkpoint.index] = checkpoint
+
+    def save_checkpoint_parts(
+        self, meta: SnapshotMeta, state: Sequence[bytes | memoryview]
+    ) -> None:
+        self.save_checkpoint(Snapshot(meta, b"".join(state)))
 
     def promote(self, below: int) -> int:
         chosen = max((i for i in self._checkpoints if i < below), default=0)

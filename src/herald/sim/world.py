@@ -114,6 +114,9 @@ class DigestStateMachine:
     def snapshot(self) -> bytes:
         return struct.pack(">Q", self.count) + self.digest
 
+    def checkpoint(self) -> Sequence[bytes | memoryview]:
+        return [self.snapshot()]
+
     def pin(self) -> int:
         return _READS_NO_ENTRY
 
@@ -822,6 +825,9 @@ def digest_broker(broker_class: type[Broker] = Broker) -> Broker:
         def snapshot(self: Broker) -> bytes:
             return _digests(self).snapshot() + broker_class.snapshot(self)
 
+        def checkpoint(self: Broker) -> list[bytes | memoryview]:
+            return [_digests(self).snapshot(), *broker_class.checkpoint(self)]
+
         def restore(self: Broker, data: bytes, index: int) -> None:
             _digests(self).restore(data[:16], index)
             broker_class.restore(self, data[16:], index)
@@ -830,7 +836,7 @@ def digest_broker(broker_class: type[Broker] = Broker) -> Broker:
         cls = type(
             f"Digest{broker_class.__name__}",
             (broker_class,),
-            {"snapshot": snapshot, "restore": restore},
+            {"snapshot": snapshot, "checkpoint": checkpoint, "restore": restore},
         )
         _DIGEST_BROKERS[broker_class] = cls
     broker = cls()

@@ -8,6 +8,7 @@ so any damage found in these files is corruption, never a torn write.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from herald.errors import (
@@ -92,16 +93,22 @@ class StagedFile:
         fs.sync_dir(directory)
 
 
-def stage(fs: FileSystem, directory: str, name: str, data: bytes) -> StagedFile:
-    """Write ``data`` to a temporary file for ``name``; nothing is durable yet."""
+def stage(
+    fs: FileSystem, directory: str, name: str, data: bytes | Sequence[bytes | memoryview]
+) -> StagedFile:
+    """Write ``data`` (or its parts, one after the other) to a temporary file for
+    ``name``; nothing is durable yet."""
     temp_path = join(directory, name + TEMP_SUFFIX)
     handle = fs.create(temp_path)
-    handle.append(data)
+    for part in (data,) if isinstance(data, bytes) else data:
+        handle.append(part)
     return StagedFile(handle, temp_path, join(directory, name))
 
 
-def write_atomically(fs: FileSystem, directory: str, name: str, data: bytes) -> None:
-    """Replace ``directory/name`` by ``data`` atomically and durably."""
+def write_atomically(
+    fs: FileSystem, directory: str, name: str, data: bytes | Sequence[bytes | memoryview]
+) -> None:
+    """Replace ``directory/name`` by ``data`` (or its parts) atomically and durably."""
     stage(fs, directory, name, data).publish(fs, directory)
 
 

@@ -44,7 +44,7 @@ class FileHandle(Protocol):
     @property
     def path(self) -> str: ...
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         """Write ``data`` at the end of the file; durable only after :meth:`sync`."""
         ...
 
@@ -158,7 +158,7 @@ class _OsFile:
     def path(self) -> str:
         return self._path
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         view = memoryview(data)
         try:
             while view:

@@ -47,7 +47,7 @@ from herald.errors import (
     UsageError,
 )
 from herald.node.host import DurableState
-from herald.raft.types import Entry, HardState, Snapshot
+from herald.raft.types import Entry, HardState, Snapshot, SnapshotMeta
 
 from . import format as fmt
 from .files import (
@@ -151,7 +151,8 @@ class WalLogStore:
         self._published_snapshot = False  # since the last sync
         self._snapshot_indexes: list[int] = []  # snapshot files on disk, newest first
         self._checkpoint_indexes: list[int] = []  # checkpoint files on disk, newest first
-        self._pending_checkpoint: Snapshot | None = None  # written by the next sync
+        #: Written by the next sync: the checkpoint's meta and its state's buffers.
+        self._pending_checkpoint: tuple[SnapshotMeta, Sequence[bytes | memoryview]] | None = None
         # What is durable.
         self._durable_index = 0
         self._durable_hard_state = HardState()
@@ -430,7 +431,16 @@ class WalLogStore:
         self._guarded(self._sync)
 
     def save_checkpoint(self, checkpoint: Snapshot) -> None:
-        """Keep a locally taken state (``ckpt-<index>.snap``) to restart from.
+        """:meth:`save_checkpoint_parts` of a snapshot's state."""
+        self.save_checkpoint_parts(checkpoint.meta, (checkpoint.data,))
+
+    def save_checkpoint_parts(
+        self, meta: SnapshotMeta, state: Sequence[bytes | memoryview]
+    ) -> None:
+        """Keep a locally taken state (``ckpt-<index>.snap``), the concatenation of
+        the buffers ``state``, to restart from. The buffers must stay as they are
+        until the next :meth:`sync` (the broker's index copies on write what they
+        view).
 
         It is written and made durable by the next :meth:`sync` -- on the fsync
         thread in the real runtime, so a large state costs the event loop nothing
@@ -440,8 +450,8 @@ class WalLogStore:
         Checkpoints beyond the newest ``keep_snapshots`` go.
         """
         self._check_usable()
-        if checkpoint.index > self._newest_kept():
-            self._pending_checkpoint = checkpoint
+        if meta.index > self._newest_kept():
+            self._pending_checkpoint = (meta, state)
 
     def _newest_kept(self) -> int:
         """The index of the newest snapshot or checkpoint on disk (0: none)."""
@@ -466,7 +476,7 @@ class WalLogStore:
         self._check_usable()
         if snapshot.index <= self._newest_kept():
             return
-        self._guarded(lambda: self._save_checkpoint(snapshot))
+        self._guarded(lambda: self._save_checkpoint(snapshot.meta, (snapshot.data,)))
         self.promote(snapshot.index + 1)
 
     def read_snapshot(self, index: int) -> Snapshot:
@@ -544,7 +554,12 @@ class WalLogStore:
             # (early durability is allowed), so each marker names a real file.
             self._guarded(self._flush)
         name = snapshot_name(snapshot.index)
-        self._staged_snapshot = stage(self.fs, self.directory, name, fmt.encode_snapshot(snapshot))
+        self._staged_snapshot = stage(
+            self.fs,
+            self.directory,
+            name,
+            fmt.encode_snapshot_parts(snapshot.meta, (snapshot.data,)),
+        )
         self._staged_index = snapshot.index
         self._index_ops.append((0, None, snapshot.index, snapshot.term))
         self._add(fmt.encode_snapshot_marker(snapshot.index, snapshot.term), snapshot.index)
@@ -633,13 +648,13 @@ class WalLogStore:
             self._published_snapshot = False
             self._compact()
         checkpoint, self._pending_checkpoint = self._pending_checkpoint, None
-        if checkpoint is not None and checkpoint.index > self._base_index:
-            self._save_checkpoint(checkpoint)
+        if checkpoint is not None and checkpoint[0].index > self._base_index:
+            self._save_checkpoint(*checkpoint)
 
-    def _save_checkpoint(self, checkpoint: Snapshot) -> None:
-        name = checkpoint_name(checkpoint.index)
-        write_atomically(self.fs, self.directory, name, fmt.encode_snapshot(checkpoint))
-        self._checkpoint_indexes.insert(0, checkpoint.index)
+    def _save_checkpoint(self, meta: SnapshotMeta, state: Sequence[bytes | memoryview]) -> None:
+        name = checkpoint_name(meta.index)
+        write_atomically(self.fs, self.directory, name, fmt.encode_snapshot_parts(meta, state))
+        self._checkpoint_indexes.insert(0, meta.index)
         self._compact()
 
     def _promote(self, index: int) -> None:

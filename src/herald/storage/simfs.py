@@ -151,7 +151,7 @@ class _SimFile:
         if self._generation != self._fs.generation:
             raise StorageIOError(self._path, operation, "file handle outlived a crash")
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         self._check("write")
         self._fs._append(self._path, self._inode, data)
 
@@ -438,7 +438,7 @@ class SimFileSystem:
             raise StorageIOError(path, operation, "no such file")
         return number
 
-    def _append(self, path: str, number: int, data: bytes) -> None:
+    def _append(self, path: str, number: int, data: bytes | memoryview) -> None:
         if number not in self._inodes:
             raise StorageIOError(path, "write", "file is gone")
         self._tick()

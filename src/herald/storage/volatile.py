@@ -35,7 +35,7 @@ class _VolatileFile:
     def path(self) -> str:
         return self._handle.path
 
-    def append(self, data: bytes) -> None:
+    def append(self, data: bytes | memoryview) -> None:
         self._fs._unsynced.setdefault(self.path, bytearray()).extend(data)
 
     def sync(self) -> None:
