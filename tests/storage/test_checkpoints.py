@@ -111,3 +111,43 @@ def test_read_snapshot_names_what_is_not_kept() -> None:
     store = store_with_log(SimFileSystem(random.Random(1)))
     with pytest.raises(Exception, match="no snapshot is kept at index 7"):
         store.read_snapshot(7)
+
+
+def test_a_large_checkpoint_is_written_a_slice_per_sync_and_a_crash_half_way_loses_nothing() -> (
+    None
+):
+    """A checkpoint larger than ``checkpoint_slice`` goes to disk over several syncs
+    (the log's fsyncs behind it wait for one slice, not the whole state). Until its
+    last slice it is only a temporary file: a crash then restarts from the log as
+    if it had never been taken; the log's own records are durable at every sync."""
+    from herald.raft import Snapshot, SnapshotMeta
+
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = store_with_log(fs, checkpoint_slice=1000)
+    state = bytes(range(256)) * 12  # 3,072 bytes: four slices
+    meta = SnapshotMeta(index=60, term=1)
+    store.save_checkpoint_parts(meta, [state[:100], memoryview(state)[100:]])
+    written = 0
+    for sync in range(3):
+        store.write(None, entries(101 + sync, 101 + sync, 1), None)
+        store.sync()
+        assert store.durable_index == 101 + sync  # the log never waits for it whole
+        assert names(fs, "ckpt-") == [f"{checkpoint_name(60)}.tmp"]
+        size = len(fs.read(f"{DATA_DIR}/{checkpoint_name(60)}.tmp"))
+        assert size > written
+        written = size
+    # A crash now: the half-written checkpoint is gone at load, nothing else is.
+    fs.crash()
+    restarted = load(WalLogStore(fs, DATA_DIR, segment_size=4096))
+    assert restarted.checkpoint is None
+    assert names(fs, "ckpt-") == []
+    assert restarted.entries == tuple(entries(1, 103, 1))
+    # Written to the end, it is whole and restores.
+    fs2 = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = store_with_log(fs2, checkpoint_slice=1000)
+    store.save_checkpoint_parts(meta, [state[:100], memoryview(state)[100:]])
+    for _ in range(4):
+        store.sync()
+    assert names(fs2, "ckpt-") == [checkpoint_name(60)]
+    store.close()
+    assert load(WalLogStore(fs2, DATA_DIR, segment_size=4096)).checkpoint == Snapshot(meta, state)

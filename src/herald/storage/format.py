@@ -347,20 +347,30 @@ def encode_snapshot_parts(
     of many megabytes is neither copied nor joined, and the checksum runs over it
     without holding the GIL, so the fsync thread that writes a checkpoint leaves
     the event loop alone."""
+    head = snapshot_head(meta, sum(len(part) for part in state))
+    crc = crc32(head)
+    for part in state:
+        crc = crc32(part, crc)
+    return [head, *state, snapshot_trailer(crc)]
+
+
+def snapshot_head(meta: SnapshotMeta, length: int) -> bytes:
+    """The bytes a snapshot file of a ``length``-byte state starts with."""
     voters = meta.conf.voters
-    head = b"".join(
+    return b"".join(
         (
             _SNAPSHOT_HEAD.pack(
                 SNAPSHOT_MAGIC, FORMAT_VERSION, 0, meta.index, meta.term, len(voters)
             ),
             struct.pack(f"<{len(voters)}Q", *voters),
-            _U64.pack(sum(len(part) for part in state)),
+            _U64.pack(length),
         )
     )
-    crc = crc32(head)
-    for part in state:
-        crc = crc32(part, crc)
-    return [head, *state, _U32.pack(crc)]
+
+
+def snapshot_trailer(crc: int) -> bytes:
+    """The bytes a snapshot file ends with: ``crc``, the CRC-32 of everything before."""
+    return _U32.pack(crc)
 
 
 def decode_snapshot(data: bytes, path: str) -> Snapshot:

@@ -94,6 +94,30 @@ _LENGTH = struct.Struct("<I")  # a record's length field, 4 bytes into it
 #: a reset of the log to a received snapshot (no entries; its index and term).
 _IndexOp: TypeAlias = tuple[int, Sequence[Entry] | None, int, int]
 
+#: How much of a checkpoint one sync writes and fdatasyncs, after the log's own
+#: records. A checkpoint is many megabytes (32 MiB of index at a million retained
+#: messages); written whole, the log's fsyncs queued behind it waited for all of
+#: it, and that was the publish p99 at 1M. In slices, across syncs, each waits
+#: for one slice at most.
+DEFAULT_CHECKPOINT_SLICE = 1 << 20
+
+
+@final
+class _CheckpointWrite:
+    """A checkpoint being written to its temporary file, a slice per sync."""
+
+    __slots__ = ("crc", "meta", "offset", "part", "parts", "staged")
+
+    def __init__(
+        self, meta: SnapshotMeta, staged: StagedFile, parts: list[memoryview], crc: int
+    ) -> None:
+        self.meta = meta
+        self.staged = staged
+        self.parts = parts  # the state's buffers, as bytes views
+        self.part = 0  # the next part to write, from ...
+        self.offset = 0  # ... this byte of it
+        self.crc = crc  # of everything written so far
+
 
 @final
 class WalLogStore:
@@ -117,6 +141,7 @@ class WalLogStore:
         repair: bool = False,
         flush_bytes: int = _FLUSH_BYTES,
         cache_bytes: int = DEFAULT_CACHE_BYTES,
+        checkpoint_slice: int = DEFAULT_CHECKPOINT_SLICE,
     ) -> None:
         if segment_size < 4096:
             raise UsageError(f"segment_size {segment_size} is below 4096 bytes")
@@ -129,6 +154,10 @@ class WalLogStore:
         self.repair = repair
         self.flush_bytes = flush_bytes
         self.cache_bytes = cache_bytes
+        if checkpoint_slice < 1:
+            raise UsageError("checkpoint_slice must be at least 1 byte")
+        self.checkpoint_slice = checkpoint_slice
+        self._checkpoint_write: _CheckpointWrite | None = None
         fs.make_dirs(directory)
         self._lock: DirLock | None = fs.lock(directory)
         self._writer: SegmentWriter | None = None
@@ -439,15 +468,16 @@ class WalLogStore:
     ) -> None:
         """Keep a locally taken state (``ckpt-<index>.snap``), the concatenation of
         the buffers ``state``, to restart from. The buffers must stay as they are
-        until the next :meth:`sync` (the broker's index copies on write what they
-        view).
+        until it is written (the broker's index copies on write what they view).
 
-        It is written and made durable by the next :meth:`sync` -- on the fsync
-        thread in the real runtime, so a large state costs the event loop nothing
-        but taking it -- after that sync's log records; a newer checkpoint taken
-        before then replaces it. The log before it stays: the state may still read
-        those entries, and only :meth:`promote` makes it where the log starts.
-        Checkpoints beyond the newest ``keep_snapshots`` go.
+        The next syncs write it -- on the fsync thread in the real runtime, so a
+        large state costs the event loop nothing but taking it -- after their log
+        records, ``checkpoint_slice`` bytes each (fdatasynced), and the sync that
+        writes its last slice publishes it (rename, directory fsync). A newer
+        checkpoint taken before its writing starts replaces it; one taken while
+        it is written waits for it. The log before it stays: the state may still
+        read those entries, and only :meth:`promote` makes it where the log
+        starts. Checkpoints beyond the newest ``keep_snapshots`` go.
         """
         self._check_usable()
         if meta.index > self._newest_kept():
@@ -493,10 +523,14 @@ class WalLogStore:
         return read_snapshot(self.fs, self.directory, name)
 
     def close(self) -> None:
-        """Release the directory. Unsynced writes are dropped, as in a crash."""
+        """Release the directory. Unsynced writes are dropped, as in a crash (a
+        checkpoint half written stays a temporary file, removed at load)."""
         if self._staged_snapshot is not None:
             self._staged_snapshot.handle.close()
             self._staged_snapshot = None
+        if self._checkpoint_write is not None:
+            self._checkpoint_write.staged.handle.close()
+            self._checkpoint_write = None
         if self._writer is not None:
             self._writer.close()
             self._writer = None
@@ -647,9 +681,49 @@ class WalLogStore:
             # The log now durably starts at the received snapshot.
             self._published_snapshot = False
             self._compact()
-        checkpoint, self._pending_checkpoint = self._pending_checkpoint, None
-        if checkpoint is not None and checkpoint[0].index > self._base_index:
-            self._save_checkpoint(*checkpoint)
+        self._advance_checkpoint()
+
+    def _advance_checkpoint(self) -> None:
+        """Write the next slice of the checkpoint under way (or of the pending one),
+        fdatasync it, and once it is whole publish it: fsync, rename, directory
+        fsync. A crash half-way leaves only a temporary file, removed at load."""
+        write = self._checkpoint_write
+        if write is None:
+            pending, self._pending_checkpoint = self._pending_checkpoint, None
+            if pending is None or pending[0].index <= self._base_index:
+                return
+            meta, state = pending
+            parts = [memoryview(part).cast("B") for part in state]
+            head = fmt.snapshot_head(meta, sum(part.nbytes for part in parts))
+            staged = stage(self.fs, self.directory, checkpoint_name(meta.index), head)
+            write = _CheckpointWrite(meta, staged, parts, fmt.crc32(head))
+            self._checkpoint_write = write
+        handle = write.staged.handle
+        budget = self.checkpoint_slice
+        parts = write.parts
+        while budget > 0 and write.part < len(parts):
+            part = parts[write.part]
+            piece = part[write.offset : write.offset + budget]
+            handle.append(piece)
+            write.crc = fmt.crc32(piece, write.crc)
+            budget -= len(piece)
+            write.offset += len(piece)
+            if write.offset == len(part):
+                write.part += 1
+                write.offset = 0
+        if write.part < len(parts):
+            handle.sync()  # spread the flush over the syncs, not all at the end
+            return
+        self._checkpoint_write = None
+        if write.meta.index <= self._base_index:
+            # A received snapshot overtook it while it was written: not needed.
+            handle.close()
+            self.fs.remove(write.staged.temp_path)
+            return
+        handle.append(fmt.snapshot_trailer(write.crc))
+        write.staged.publish(self.fs, self.directory)
+        self._checkpoint_indexes.insert(0, write.meta.index)
+        self._compact()
 
     def _save_checkpoint(self, meta: SnapshotMeta, state: Sequence[bytes | memoryview]) -> None:
         name = checkpoint_name(meta.index)
