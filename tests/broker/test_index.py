@@ -34,6 +34,9 @@ def check(index: MessageIndex, model: dict[int, Record]) -> None:
         assert index.get(sequence) == expected
         assert sequence in index
     assert index.pin() == min((r[0] for r in model.values()), default=0)
+    ranges = list(index.ranges())
+    assert [s for low, high in ranges for s in range(low, high)] == sorted(model)
+    assert list(Backlog.of_ranges(ranges)) == sorted(model)
     # Runs: consecutive sequences, increasing, and they rebuild the same index.
     rebuilt = MessageIndex()
     previous_end = 0
@@ -62,6 +65,7 @@ ops = st.lists(
         st.tuples(st.just("readd"), st.integers(0, 10_000)),
         st.tuples(st.just("refs"), st.integers(0, 10_000)),
         st.tuples(st.just("move"), st.integers(0, 10_000)),  # a Carry copies it forward
+        st.tuples(st.just("group"), st.integers(0, 0)),  # a new group: one more reference
     ),
     max_size=25,
 )
@@ -98,6 +102,9 @@ def test_the_index_agrees_with_a_dict(steps: list[tuple[str, int]]) -> None:
             sequence = keys[value * len(keys) // 10_001]
             index.set_refs(sequence, value % 7)
             model[sequence] = (*model[sequence][:5], value % 7)
+        elif op == "group":
+            index.add_ref_to_all()
+            model = {sequence: (*r[:5], r[5] + 1) for sequence, r in model.items()}
         elif op == "move" and model:
             keys = sorted(model)
             sequence = keys[value * len(keys) // 10_001]

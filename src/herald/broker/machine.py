@@ -622,7 +622,7 @@ class Broker:
         queue = self._queue(command.queue)
         group = queue.groups.get(command.group)
         if group is None:
-            backlog = Backlog(queue.messages.sequences())
+            backlog = Backlog.of_ranges(queue.messages.ranges())
             origin = backlog[0] if backlog else queue.next_sequence
             group = Group(command.group, origin, state.next_token)
             group.backlog = backlog
