@@ -40,6 +40,9 @@ class RecordingFileSystem:
         self._record("read", path)
         return self.inner.read(path)
 
+    def size(self, path: str) -> int:
+        return self.inner.size(path)
+
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         self._record("read_range", path)
         return self.inner.read_range(path, offset, length)

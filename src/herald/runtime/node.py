@@ -222,12 +222,16 @@ class NodeServer:
             with contextlib.suppress(Exception):
                 await sync
         failed = self.failed is not None and self.failed.done()
+        clean = False
         try:
             if not failed:
                 # Commit-index records are written without an fsync; make them durable.
                 self.store.sync()
+                clean = True
         finally:
-            self.store.close()
+            # A clean close leaves the segments' descriptions: the next start
+            # need not read the log (herald.storage.logstore.WalLogStore.close).
+            self.store.close(clean=clean)
             if self._fsync_pool is not None:
                 self._fsync_pool.shutdown(wait=True)
         if self._listener is not None:

@@ -22,6 +22,7 @@ from . import format as fmt
 from .fs import FileHandle, FileSystem, join
 
 __all__ = [
+    "CLEAN_FILE",
     "HARD_STATE_FILE",
     "StagedFile",
     "checkpoint_index",
@@ -36,6 +37,9 @@ __all__ = [
 ]
 
 HARD_STATE_FILE = "hardstate"
+#: Left by a clean shutdown: the description of every segment, so the next start
+#: need not read them (removed by that start before it writes anything).
+CLEAN_FILE = "clean"
 TEMP_SUFFIX = ".tmp"
 CORRUPT_SUFFIX = ".corrupt"
 _SEGMENT_PREFIX, _SEGMENT_SUFFIX = "wal-", ".log"

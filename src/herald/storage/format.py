@@ -394,3 +394,54 @@ def decode_snapshot(data: bytes, path: str) -> Snapshot:
         raise CorruptionError(path, position, "snapshot data length disagrees with file size")
     meta = SnapshotMeta(index=index, term=term, conf=ConfState(tuple(voters)))
     return Snapshot(meta, data[position : position + length])
+
+
+# -- the clean-shutdown marker -------------------------------------------------------------
+
+CLEAN_MAGIC: Final = b"HRLDCLN\x00"
+_CLEAN_SEGMENT = struct.Struct("<QQQ")  # seq, size, number of int64s in its description
+
+
+def encode_clean(segments: Sequence[tuple[int, int, array[int]]]) -> bytes:
+    """The marker a clean shutdown leaves: for each segment, its sequence number,
+    its size and the description of its records (see
+    :func:`herald.storage.wal.describe_records`), then a checksum."""
+    parts: list[bytes] = [_PREFIX.pack(CLEAN_MAGIC, FORMAT_VERSION, 0), _U32.pack(len(segments))]
+    for seq, size, flat in segments:
+        parts.append(_CLEAN_SEGMENT.pack(seq, size, len(flat)))
+        column = array("q", flat)
+        if _BIG_ENDIAN:
+            column.byteswap()
+        parts.append(column.tobytes())
+    body = b"".join(parts)
+    return body + _U32.pack(crc32(body))
+
+
+def decode_clean(data: bytes, path: str) -> dict[int, tuple[int, array[int]]]:
+    """seq -> (size, description). Raises CorruptionError or UnsupportedFormatError."""
+    check_prefix(data, CLEAN_MAGIC, path)
+    size = len(data)
+    if size < _PREFIX.size + 8:
+        raise CorruptionError(path, size, "clean marker shorter than its header")
+    (stored,) = _U32.unpack_from(data, size - 4)
+    if crc32(memoryview(data)[: size - 4]) != stored:
+        raise CorruptionError(path, 0, "clean marker checksum mismatch")
+    (count,) = _U32.unpack_from(data, _PREFIX.size)
+    position = _PREFIX.size + 4
+    out: dict[int, tuple[int, array[int]]] = {}
+    for _ in range(count):
+        if position + _CLEAN_SEGMENT.size > size - 4:
+            raise CorruptionError(path, position, "clean marker runs past its end")
+        seq, segment_size, length = _CLEAN_SEGMENT.unpack_from(data, position)
+        position += _CLEAN_SEGMENT.size
+        end = position + 8 * length
+        if end > size - 4:
+            raise CorruptionError(path, position, "clean marker runs past its end")
+        flat = array("q", data[position:end])
+        if _BIG_ENDIAN:
+            flat.byteswap()
+        out[seq] = (segment_size, flat)
+        position = end
+    if position != size - 4:
+        raise CorruptionError(path, position, "clean marker has bytes after its segments")
+    return out

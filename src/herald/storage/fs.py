@@ -78,6 +78,10 @@ class FileSystem(Protocol):
         """The whole content of a file, in one call."""
         ...
 
+    def size(self, path: str) -> int:
+        """The size of a file in bytes, as :meth:`read` would see it."""
+        ...
+
     def read_range(self, path: str, offset: int, length: int) -> bytes:
         """Up to ``length`` bytes of a file from ``offset`` (fewer only at its end).
 
@@ -217,6 +221,12 @@ class OsFileSystem:
 
     def exists(self, path: str) -> bool:
         return os.path.exists(path)
+
+    def size(self, path: str) -> int:
+        try:
+            return os.stat(path).st_size
+        except OSError as error:
+            raise _io_error(path, "stat", error) from error
 
     def read(self, path: str) -> bytes:
         def whole(fd: int) -> bytes:

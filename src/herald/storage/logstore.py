@@ -31,6 +31,7 @@ recover from what is really on disk.
 
 from __future__ import annotations
 
+import contextlib
 import struct
 import threading
 from collections import OrderedDict
@@ -51,6 +52,7 @@ from herald.raft.types import Entry, HardState, Snapshot, SnapshotMeta
 
 from . import format as fmt
 from .files import (
+    CLEAN_FILE,
     HARD_STATE_FILE,
     StagedFile,
     checkpoint_index,
@@ -349,6 +351,7 @@ class WalLogStore:
                 self.fs.open_append(last.path),
                 recovered.tail_size,
                 self.segment_size,
+                recovered.described,
             )
         else:
             preamble = fmt.encode_commit(commit) if commit else b""
@@ -522,9 +525,23 @@ class WalLogStore:
             raise UsageError(f"no snapshot is kept at index {index}")
         return read_snapshot(self.fs, self.directory, name)
 
-    def close(self) -> None:
+    def close(self, *, clean: bool = False) -> None:
         """Release the directory. Unsynced writes are dropped, as in a crash (a
-        checkpoint half written stays a temporary file, removed at load)."""
+        checkpoint half written stays a temporary file, removed at load).
+
+        With ``clean`` (a graceful shutdown, after a final :meth:`sync`), leave
+        the marker that lets the next
+        start replay every sealed segment from its description instead of
+        reading it (:data:`~herald.storage.files.CLEAN_FILE`; the last segment is
+        always read): a restart then costs the tail, not the log. That start
+        removes the marker before it writes anything, so a crash after it reads
+        everything again. The trade, as Kafka's: a sealed segment damaged while
+        the node was stopped is found when it is read
+        (which stops the node; its next start reads and refuses it), not at
+        that start.
+        """
+        if clean:
+            self._leave_clean_marker()
         if self._staged_snapshot is not None:
             self._staged_snapshot.handle.close()
             self._staged_snapshot = None
@@ -537,6 +554,19 @@ class WalLogStore:
         if self._lock is not None:
             self._lock.release()
             self._lock = None
+
+    def _leave_clean_marker(self) -> None:
+        writer = self._writer
+        if writer is None or self._failed is not None:
+            return
+        # Only the sealed segments: each was made durable before its successor
+        # existed, whatever is still unsynced in the last one (read at start).
+        segments = writer.describe_sealed()
+        if segments is None:
+            return
+        # Without a marker the next start reads the log, as after a crash.
+        with contextlib.suppress(StorageError):
+            write_atomically(self.fs, self.directory, CLEAN_FILE, fmt.encode_clean(segments))
 
     # -- internals ------------------------------------------------------------------------
 

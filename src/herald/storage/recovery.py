@@ -23,7 +23,7 @@ The rules (the module contract of :mod:`herald.storage.simfs` says why):
 from __future__ import annotations
 
 import gc
-import struct
+from array import array
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -34,11 +34,14 @@ from herald.errors import (
     CorruptionError,
     CorruptLogError,
     CorruptSnapshotError,
+    StorageIOError,
+    UnsupportedFormatError,
 )
 from herald.raft.types import HardState, Snapshot
 
 from . import format as fmt
 from .files import (
+    CLEAN_FILE,
     HARD_STATE_FILE,
     TEMP_SUFFIX,
     checkpoint_index,
@@ -51,7 +54,7 @@ from .files import (
 )
 from .fs import FileSystem, join
 from .logindex import LogIndex
-from .wal import SegmentInfo, find_valid_record, scan_records
+from .wal import SegmentInfo, describe_records, find_valid_record, scan_records
 
 __all__ = ["Discard", "Recovered", "RecoveryReport", "TailTruncation", "recover"]
 
@@ -111,6 +114,9 @@ class Recovered:
     tail_size: int  # valid bytes in the last segment
     next_seq: int  # for a new segment, when none is left
     snapshot_indexes: list[int] = field(default_factory=list)  # on disk, newest first
+    #: (size, description) of each segment, for the writer to go on describing
+    #: (None: recovery cut or discarded something; no clean marker is written).
+    described: dict[int, tuple[int, array[int]]] | None = None
     #: The newest valid checkpoint after the snapshot, within the log: the state to
     #: restore (the snapshot is where the log starts).
     checkpoint: Snapshot | None = None
@@ -148,41 +154,41 @@ class _Replay:
         self.records = 0
         self.seen_entries = False  # any ENTRIES record applied yet
 
-    def apply(self, seq: int, data: bytes, records: list[tuple[int, int, int]]) -> int:
-        """Apply segment ``seq``'s records in order; returns the highest index they name.
+    def apply(self, seq: int, flat: array[int]) -> int:
+        """Apply segment ``seq``'s records, as :func:`~herald.storage.wal.describe_records`
+        describes them, in order; returns the highest index they name.
 
         Raises _Damage at the first record that cannot follow what came before.
         """
         base = self.base
         index = self.index
         append_one = index.append_one
-        one_entry = fmt.ONE_ENTRY_HEAD.unpack_from
-        one_size = fmt.ONE_ENTRY_HEAD.size
-        kinds = len(fmt.KINDS)
         highest = 0
-        for record_type, offset, end in records:
-            body = offset + 8
+        position = 0
+        size = len(flat)
+        while position < size:
+            record_type = flat[position]
+            offset = flat[position + 1]
+            end = flat[position + 2]
             if record_type == fmt.ENTRIES:
-                # Every ENTRIES body is at least as long as the one-entry head.
-                _type, _flags, _pad, count, first, term, length, kind = one_entry(data, body)
-                if (
-                    count == 1
-                    and first == self.last + 1
-                    and first > base
-                    and body + one_size + length == end
-                    and kind < kinds
-                ):
+                first = flat[position + 3]
+                count = flat[position + 4]
+                terms = flat[position + 5 : position + 5 + count]
+                position += 5 + count
+                if count == 1 and first == self.last + 1 and first > base:
                     # The common case, one entry appended, indexed inline.
-                    append_one(seq, offset, end, first, term)
+                    append_one(seq, offset, end, first, terms[0])
                     self.last = highest = first
                     self.records += 1
                     self.seen_entries = True
                     continue
-                highest = max(highest, self._apply_entries(seq, data, offset, end))
+                highest = max(highest, self._apply_entries(seq, offset, end, first, count, terms))
             elif record_type == fmt.COMMIT:
-                self.commit = fmt.decode_commit(data, body)
+                self.commit = flat[position + 3]
+                position += 4
             elif record_type == fmt.SNAPSHOT:
-                at, term = fmt.decode_snapshot_marker(data, body)
+                at, term = flat[position + 3], flat[position + 4]
+                position += 5
                 if at > base:
                     raise _Damage(offset, f"the log was reset to snapshot {at}, which is gone", at)
                 if at == base and term != self.base_term:
@@ -196,12 +202,10 @@ class _Replay:
             self.records += 1
         return highest
 
-    def _apply_entries(self, seq: int, data: bytes, offset: int, end: int) -> int:
+    def _apply_entries(
+        self, seq: int, offset: int, end: int, first: int, count: int, terms: array[int]
+    ) -> int:
         base = self.base
-        try:
-            first, count, terms = fmt.entries_terms(data, offset + 8, end)
-        except (ValueError, IndexError, struct.error) as error:
-            raise _Damage(offset, f"malformed entries record: {error}") from error
         last = first + count - 1
         if first == 0:
             raise _Damage(offset, "empty entries record")
@@ -285,10 +289,26 @@ def recover(fs: FileSystem, directory: str, *, repair: bool, apply_fixes: bool =
 
 def _recover_without_fixing(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
     with _cyclic_gc_paused():
-        return _recover(fs, directory, repair=repair)
+        try:
+            return _recover(fs, directory, repair=repair, trust_clean=True)
+        except _Distrust:
+            return _recover(fs, directory, repair=repair, trust_clean=False)
 
 
-def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
+class _Distrust(Exception):  # noqa: N818 - internal control flow, never escapes
+    """The clean-shutdown marker does not fit the log: recover by reading it all."""
+
+
+def _read_clean(fs: FileSystem, directory: str) -> dict[int, tuple[int, array[int]]]:
+    """The segment descriptions a clean shutdown left ({} if damaged or unknown)."""
+    path = join(directory, CLEAN_FILE)
+    try:
+        return fmt.decode_clean(fs.read(path), path)
+    except (CorruptionError, UnsupportedFormatError, StorageIOError):
+        return {}
+
+
+def _recover(fs: FileSystem, directory: str, *, repair: bool, trust_clean: bool) -> Recovered:
     names = fs.list_dir(directory)
     # Recovery only reads until it has decided to accept the directory: the
     # fixes it wants (removing temporary files, cutting a torn tail, and with
@@ -319,6 +339,14 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
     base_term = snapshot.term if snapshot is not None else 0
 
     segment_names = sorted((seq, name) for name in names if (seq := segment_seq(name)) is not None)
+    # A clean shutdown left the description of every segment: a segment whose
+    # size still matches is replayed from it, unread. The marker goes before
+    # anything is written again, so a crash from here on scans everything.
+    clean = _read_clean(fs, directory) if trust_clean and CLEAN_FILE in names else {}
+    if CLEAN_FILE in names:
+        fixes.append(partial(_remove_files, fs, directory, (join(directory, CLEAN_FILE),)))
+    #: What the writer goes on describing: (size, description) per segment kept.
+    described: dict[int, tuple[int, array[int]]] | None = {}
     replay = _Replay(base, base_term)
     segments: list[SegmentInfo] = []
     tail: TailTruncation | None = None
@@ -328,9 +356,23 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
     last_position = len(segment_names) - 1
     for position, (seq, name) in enumerate(segment_names):
         path = join(directory, name)
+        is_last = position == last_position
+        # The last segment is always read: it is what a crash may have torn, and
+        # the part of the log that grows; the sealed ones before it are not.
+        known = None if is_last else clean.get(seq)
+        if known is not None and fs.size(path) == known[0]:
+            try:
+                highest = replay.apply(seq, known[1])
+            except _Damage as found:
+                # The description does not fit the log: trust none of it.
+                raise _Distrust from found
+            segments.append(SegmentInfo(seq, path, highest))
+            tail_size = known[0]
+            if described is not None:
+                described[seq] = known
+            continue
         data = fs.read(path)
         bytes_scanned += len(data)
-        is_last = position == last_position
         damage: _Damage | None = None
         valid_end = 0
         try:
@@ -348,7 +390,12 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
                 raise _Damage(0, f"header says segment {header_seq}")
             scan = scan_records(data, fmt.SEGMENT_HEADER_SIZE)
             valid_end = scan.end
-            highest = replay.apply(seq, data, scan.records)
+            flat, bad, reason = describe_records(data, scan.records)
+            highest = replay.apply(seq, flat)
+            if bad >= 0:
+                raise _Damage(bad, reason)
+            if described is not None:
+                described[seq] = (valid_end, flat)
             if scan.damage is not None:
                 if not is_last or find_valid_record(data, scan.end) is not None:
                     where = "followed by valid records" if is_last else "in a sealed segment"
@@ -358,6 +405,7 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         except _Damage as found:
             damage = found
         if damage is not None:
+            described = None  # the writer describes nothing: no marker at shutdown
             if damage.snapshot_missing and not repair:
                 missing = join(directory, snapshot_name(damage.snapshot_missing))
                 raise CorruptSnapshotError(missing, 0, f"{damage.reason} (log {path})")
@@ -430,6 +478,7 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool) -> Recovered:
         has_hard_state=has_hard_state,
         reset_to_snapshot=reset_to_snapshot,
         fixes=fixes,
+        described=described,
     )
 
 

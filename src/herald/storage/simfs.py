@@ -347,6 +347,9 @@ class SimFileSystem:
         directory, name = posixpath.split(path)
         return name in self._dirs.get(directory, {})
 
+    def size(self, path: str) -> int:
+        return len(self._inodes[self._lookup(path, "stat")].cache)
+
     def read(self, path: str) -> bytes:
         number = self._lookup(path, "read")
         if self._chance(self.faults.read_error):

@@ -70,6 +70,10 @@ class VolatileFileSystem:
     def exists(self, path: str) -> bool:
         return self._os.exists(path)
 
+    def size(self, path: str) -> int:
+        pending = self._unsynced.get(path)
+        return self._os.size(path) + (len(pending) if pending else 0)
+
     def read(self, path: str) -> bytes:
         data = self._os.read(path)
         pending = self._unsynced.get(path)

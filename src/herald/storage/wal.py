@@ -13,6 +13,8 @@ damage in any of them is corruption, never a torn write.
 from __future__ import annotations
 
 import re
+import struct
+from array import array
 from dataclasses import dataclass
 from typing import Final
 
@@ -25,6 +27,7 @@ __all__ = [
     "ScanResult",
     "SegmentInfo",
     "SegmentWriter",
+    "describe_records",
     "find_valid_record",
     "scan_records",
 ]
@@ -87,6 +90,44 @@ def scan_records(data: bytes, start: int) -> ScanResult:
         append((data[position + 8], position, end))
         position = following
     return ScanResult(records, position, None)
+
+
+def describe_records(
+    data: bytes, records: list[tuple[int, int, int]], shift: int = 0
+) -> tuple[array[int], int, str]:
+    """What recovery needs of each record, without its data: a flat ``array`` of
+    ``[ENTRIES, offset, end, first, count, term * count]``, ``[COMMIT, offset, end,
+    commit]`` and ``[SNAPSHOT, offset, end, index, term]`` (offsets plus ``shift``).
+
+    Returns the description of the records up to the first malformed one, that
+    one's offset and why (-1 and "" if none is).
+    """
+    flat = array("q")
+    one_entry = fmt.ONE_ENTRY_HEAD.unpack_from
+    one_size = fmt.ONE_ENTRY_HEAD.size
+    kinds = len(fmt.KINDS)
+    for record_type, offset, end in records:
+        body = offset + 8
+        at, stop = offset + shift, end + shift
+        if record_type == fmt.ENTRIES:
+            _type, _flags, _pad, count, first, term, length, kind = one_entry(data, body)
+            if count == 1 and body + one_size + length == end and kind < kinds:
+                flat.extend((fmt.ENTRIES, at, stop, first, 1, term))
+                continue
+            try:
+                first, count, terms = fmt.entries_terms(data, body, end)
+            except (ValueError, IndexError, struct.error) as error:
+                return flat, offset, f"malformed entries record: {error}"
+            flat.extend((fmt.ENTRIES, at, stop, first, count))
+            flat.extend(terms)
+        elif record_type == fmt.COMMIT:
+            flat.extend((fmt.COMMIT, at, stop, fmt.decode_commit(data, body)))
+        elif record_type == fmt.SNAPSHOT:
+            index, term = fmt.decode_snapshot_marker(data, body)
+            flat.extend((fmt.SNAPSHOT, at, stop, index, term))
+        else:
+            return flat, offset, f"unknown record type {record_type}"
+    return flat, -1, ""
 
 
 def _damaged(
@@ -166,6 +207,7 @@ class SegmentWriter:
         handle: FileHandle,
         size: int,
         segment_size: int,
+        described: dict[int, tuple[int, array[int]]] | None = None,
     ) -> None:
         self.fs = fs
         self.directory = directory
@@ -176,6 +218,10 @@ class SegmentWriter:
         self.commit = 0  # written at the start of each new segment
         self._dirty = False  # appended since the last sync
         self._directory_dirty = False  # created a segment since the last sync
+        #: Segment -> (its size, the description of its records): what a clean
+        #: shutdown leaves for the next start (see describe_all). None: unknown
+        #: (recovery could not describe every segment), so none is left.
+        self.described = described
 
     @classmethod
     def create(
@@ -188,7 +234,9 @@ class SegmentWriter:
         handle.append(data)
         handle.sync()
         fs.sync_dir(directory)
-        return cls(fs, directory, [SegmentInfo(seq, path)], handle, len(data), segment_size)
+        writer = cls(fs, directory, [SegmentInfo(seq, path)], handle, len(data), segment_size, {})
+        writer._describe(seq, 0, data, fmt.SEGMENT_HEADER_SIZE)
+        return writer
 
     @property
     def current(self) -> SegmentInfo:
@@ -207,7 +255,37 @@ class SegmentWriter:
         self._dirty = True
         current = self.segments[-1]
         current.max_index = max(current.max_index, max_index)
+        self._describe(current.seq, offset, data, 0)
         return current.seq, offset
+
+    def _describe(self, seq: int, offset: int, data: bytes, start: int) -> None:
+        """Add the records of ``data`` (written at ``offset`` of segment ``seq``) to
+        the segment's description, and its new size."""
+        described = self.described
+        if described is None:
+            return
+        scan = scan_records(data, start)
+        flat, bad, _reason = describe_records(data, scan.records, offset)
+        if scan.damage is not None or bad >= 0:
+            self.described = None  # not what recovery would see: describe nothing
+            return
+        _size, old = described.get(seq, (0, array("q")))
+        old.extend(flat)
+        described[seq] = (offset + len(data), old)
+
+    def describe_sealed(self) -> list[tuple[int, int, array[int]]] | None:
+        """(segment, size, description) of every sealed segment (all but the open
+        one: each was synced before its successor was created), if known."""
+        described = self.described
+        if described is None:
+            return None
+        out = []
+        for segment in self.segments[:-1]:
+            found = described.get(segment.seq)
+            if found is None:
+                return None
+            out.append((segment.seq, found[0], found[1]))
+        return out
 
     def _roll_over(self) -> None:
         # The full segment is made durable before its successor exists, so a
@@ -224,6 +302,14 @@ class SegmentWriter:
         self.handle.append(head)
         self.size = len(head)
         self._directory_dirty = True
+        if self.described is not None:
+            self.described[seq] = (fmt.SEGMENT_HEADER_SIZE, array("q"))
+            self._describe(seq, 0, head, fmt.SEGMENT_HEADER_SIZE)
+
+    @property
+    def dirty(self) -> bool:
+        """Appended to, or created a segment, since the last sync."""
+        return self._dirty or self._directory_dirty
 
     def sync(self) -> None:
         """fsync what was appended (and the directory, if a segment was created)."""
@@ -246,6 +332,8 @@ class SegmentWriter:
             segment = self.segments.pop(0)
             self.fs.remove(segment.path)
             removed.append(segment.path)
+            if self.described is not None:
+                self.described.pop(segment.seq, None)
         if removed:
             self.fs.sync_dir(self.directory)
         return removed
