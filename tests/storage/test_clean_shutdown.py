@@ -105,3 +105,29 @@ def test_damage_while_stopped_is_found_when_read_and_then_at_the_next_start() ->
         assert first in error.path
     else:
         raise AssertionError("the next start should read and refuse the damaged segment")
+
+
+def test_a_segment_is_described_with_its_last_commit_only() -> None:
+    """Most records are commit records (one per sync) and replay keeps only the last
+    one: the writer keeps only that, so the description costs the entries, not the
+    syncs."""
+    from herald.storage import format as fmt
+
+    sim = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = written(sim)
+    sealed = store._require_writer().describe_sealed()
+    assert sealed
+    for _seq, _size, flat in sealed:
+        commits = entries_seen = 0
+        position = 0
+        while position < len(flat):
+            kind = flat[position]
+            if kind == fmt.ENTRIES:
+                entries_seen += 1
+                position += 5 + flat[position + 4]
+            elif kind == fmt.COMMIT:
+                commits += 1
+                position += 4
+            else:
+                position += 5
+        assert commits <= 1 and entries_seen > 0

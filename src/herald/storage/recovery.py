@@ -54,7 +54,13 @@ from .files import (
 )
 from .fs import FileSystem, join
 from .logindex import LogIndex
-from .wal import SegmentInfo, describe_records, find_valid_record, scan_records
+from .wal import (
+    SegmentInfo,
+    describe_records,
+    find_valid_record,
+    scan_records,
+    squeeze_commits,
+)
 
 __all__ = ["Discard", "Recovered", "RecoveryReport", "TailTruncation", "recover"]
 
@@ -395,7 +401,7 @@ def _recover(fs: FileSystem, directory: str, *, repair: bool, trust_clean: bool)
             if bad >= 0:
                 raise _Damage(bad, reason)
             if described is not None:
-                described[seq] = (valid_end, flat)
+                described[seq] = (valid_end, squeeze_commits(flat)[0])
             if scan.damage is not None:
                 if not is_last or find_valid_record(data, scan.end) is not None:
                     where = "followed by valid records" if is_last else "in a sealed segment"

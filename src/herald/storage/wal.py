@@ -130,6 +130,43 @@ def describe_records(
     return flat, -1, ""
 
 
+def _width(flat: array[int], position: int) -> int:
+    """How many of ``flat``'s numbers the record described at ``position`` takes."""
+    record_type = flat[position]
+    if record_type == fmt.ENTRIES:
+        return 5 + flat[position + 4]
+    return 4 if record_type == fmt.COMMIT else 5
+
+
+def _last_record_type(flat: array[int]) -> int:
+    position = last = 0
+    while position < len(flat):
+        last = flat[position]
+        position += _width(flat, position)
+    return last
+
+
+def squeeze_commits(flat: array[int]) -> tuple[array[int], bool]:
+    """``flat`` with only its last COMMIT record, moved to the end (replay keeps only
+    the last commit index, and most records are commits: one per sync), and
+    whether it has one."""
+    out = array("q")
+    commit: array[int] | None = None
+    position = 0
+    size = len(flat)
+    while position < size:
+        record_type = flat[position]
+        width = _width(flat, position)
+        if record_type == fmt.COMMIT:
+            commit = flat[position : position + width]
+        else:
+            out.extend(flat[position : position + width])
+        position += width
+    if commit is not None:
+        out.extend(commit)
+    return out, commit is not None
+
+
 def _damaged(
     data: bytes, records: list[tuple[int, int, int]], position: int, reason: str, kind: str
 ) -> ScanResult:
@@ -218,10 +255,15 @@ class SegmentWriter:
         self.commit = 0  # written at the start of each new segment
         self._dirty = False  # appended since the last sync
         self._directory_dirty = False  # created a segment since the last sync
-        #: Segment -> (its size, the description of its records): what a clean
-        #: shutdown leaves for the next start (see describe_all). None: unknown
-        #: (recovery could not describe every segment), so none is left.
+        #: Segment -> (its size, the description of its records, with only its
+        #: last COMMIT, at the end): what a clean shutdown leaves for the next
+        #: start (see describe_sealed). None: unknown (recovery could not
+        #: describe every segment), so none is left.
         self.described = described
+        self._ends_in_commit: set[int] = set()
+        for seq, (_size, flat) in (described or {}).items():
+            if _last_record_type(flat) == fmt.COMMIT:
+                self._ends_in_commit.add(seq)
 
     @classmethod
     def create(
@@ -270,6 +312,16 @@ class SegmentWriter:
             self.described = None  # not what recovery would see: describe nothing
             return
         _size, old = described.get(seq, (0, array("q")))
+        flat, has_commit = squeeze_commits(flat)
+        if has_commit:
+            if seq in self._ends_in_commit:
+                del old[-4:]  # superseded by the newer one
+            self._ends_in_commit.add(seq)
+        elif seq in self._ends_in_commit:
+            # Keep the commit last: the new records go before it.
+            commit = old[-4:]
+            del old[-4:]
+            flat.extend(commit)
         old.extend(flat)
         described[seq] = (offset + len(data), old)
 
@@ -334,6 +386,7 @@ class SegmentWriter:
             removed.append(segment.path)
             if self.described is not None:
                 self.described.pop(segment.seq, None)
+                self._ends_in_commit.discard(segment.seq)
         if removed:
             self.fs.sync_dir(self.directory)
         return removed
