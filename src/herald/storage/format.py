@@ -373,15 +373,21 @@ def snapshot_trailer(crc: int) -> bytes:
     return _U32.pack(crc)
 
 
-def decode_snapshot(data: bytes, path: str) -> Snapshot:
-    """Raises CorruptionError or UnsupportedFormatError."""
-    check_prefix(data, SNAPSHOT_MAGIC, path)
+def _check_whole(data: bytes, magic: bytes, path: str, minimum: int, what: str) -> int:
+    """Verify a file's prefix, its least size and the checksum at its end; its size."""
+    check_prefix(data, magic, path)
     size = len(data)
-    if size < _SNAPSHOT_HEAD.size + 12:
-        raise CorruptionError(path, size, "snapshot shorter than its header")
+    if size < minimum:
+        raise CorruptionError(path, size, f"{what} shorter than its header")
     (stored,) = _U32.unpack_from(data, size - 4)
     if crc32(memoryview(data)[: size - 4]) != stored:
-        raise CorruptionError(path, 0, "snapshot checksum mismatch")
+        raise CorruptionError(path, 0, f"{what} checksum mismatch")
+    return size
+
+
+def decode_snapshot(data: bytes, path: str) -> Snapshot:
+    """Raises CorruptionError or UnsupportedFormatError."""
+    size = _check_whole(data, SNAPSHOT_MAGIC, path, _SNAPSHOT_HEAD.size + 12, "snapshot")
     _magic, _version, _flags, index, term, voter_count = _SNAPSHOT_HEAD.unpack_from(data, 0)
     position = _SNAPSHOT_HEAD.size
     if position + 8 * voter_count + 12 > size:
@@ -419,13 +425,7 @@ def encode_clean(segments: Sequence[tuple[int, int, array[int]]]) -> bytes:
 
 def decode_clean(data: bytes, path: str) -> dict[int, tuple[int, array[int]]]:
     """seq -> (size, description). Raises CorruptionError or UnsupportedFormatError."""
-    check_prefix(data, CLEAN_MAGIC, path)
-    size = len(data)
-    if size < _PREFIX.size + 8:
-        raise CorruptionError(path, size, "clean marker shorter than its header")
-    (stored,) = _U32.unpack_from(data, size - 4)
-    if crc32(memoryview(data)[: size - 4]) != stored:
-        raise CorruptionError(path, 0, "clean marker checksum mismatch")
+    size = _check_whole(data, CLEAN_MAGIC, path, _PREFIX.size + 8, "clean marker")
     (count,) = _U32.unpack_from(data, _PREFIX.size)
     position = _PREFIX.size + 4
     out: dict[int, tuple[int, array[int]]] = {}
