@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 from herald.broker import (
     SECOND,
     Ack,
+    AckMany,
     Command,
     CreateQueue,
     DeleteGroup,
@@ -68,6 +69,18 @@ def _lease(cls: type[Command]) -> st.SearchStrategy[Command]:
     return st.builds(cls, names, names, u64, u64, time=times)
 
 
+@st.composite
+def ack_manys(draw: st.DrawFn) -> AckMany:
+    pairs = draw(st.lists(st.tuples(u64, u64), min_size=1, max_size=8))
+    return AckMany(
+        draw(names),
+        draw(names),
+        tuple(p[0] for p in pairs),
+        tuple(p[1] for p in pairs),
+        time=draw(times),
+    )
+
+
 any_command: st.SearchStrategy[Command] = st.one_of(
     st.builds(Tick, time=times),
     st.builds(CreateQueue, names, options, time=times),
@@ -87,6 +100,7 @@ any_command: st.SearchStrategy[Command] = st.one_of(
         time=times,
     ),
     _lease(Ack),
+    ack_manys(),
     _lease(Reject),
     st.builds(Nack, names, names, u64, u64, st.integers(0, 3600 * SECOND), time=times),
     st.builds(Extend, names, names, u64, u64, durations, time=times),

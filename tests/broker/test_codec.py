@@ -26,7 +26,7 @@ def test_every_command_round_trips(command: Command) -> None:
 
 
 def test_every_command_type_has_an_opcode() -> None:
-    assert len(set(OPCODES.values())) == len(OPCODES) == 16
+    assert len(set(OPCODES.values())) == len(OPCODES) == 17
 
 
 @settings(max_examples=200, deadline=None)

@@ -8,6 +8,10 @@
   publish refused once its queue was found (not as a gap or a stale number)
   uses up its number: then only that producer's record differs, and a retry,
   even on a replica restored from a snapshot, is answered with an equal error.
+- An AckMany leaves the state its acks would, applied one by one at its time,
+  and each ack's outcome is the one its own Ack would have had.
+- A replica applying with ``answered=False`` (a follower: nobody reads its
+  results) ends in the same state.
 - The structural invariants hold after every command; attempt numbers of a
   message never go backwards; nothing acked is delivered again; peek shows the
   first unsettled (or retained) messages in sequence order.
@@ -22,6 +26,8 @@ from herald.broker import (
     SECOND,
     Ack,
     Acked,
+    AckedMany,
+    AckMany,
     Broker,
     Command,
     CreateQueue,
@@ -138,7 +144,17 @@ class Scenario:
                 q, g, sequence, token = draw(st.sampled_from(self.leases[-6:]))
             else:
                 sequence, token = draw(st.integers(0, 6)), draw(st.integers(0, 12))
-            action = draw(st.sampled_from(["ack", "ack", "nack", "extend", "reject"]))
+            action = draw(st.sampled_from(["ack", "ack", "acks", "nack", "extend", "reject"]))
+            if action == "acks":
+                pairs = [(sequence, token)]
+                for q2, g2, s2, t2 in self.leases[-6:]:
+                    if (q2, g2) == (q, g) and draw(st.booleans()):
+                        pairs.append((s2, t2))
+                pairs += draw(
+                    st.lists(st.tuples(st.integers(0, 6), st.integers(0, 12)), max_size=2)
+                )
+                order = draw(st.permutations(pairs))
+                return AckMany(q, g, tuple(p[0] for p in order), tuple(p[1] for p in order), time=t)
             if action == "ack":
                 return Ack(q, g, sequence, token, time=t)
             if action == "nack":
@@ -225,6 +241,19 @@ def test_replicas_agree_and_refusals_change_nothing(data: st.DataObject) -> None
                 assert clone(leader).apply(entry) == result, "a retry got another answer"
             else:
                 assert twin.snapshot() == leader.snapshot(), (command, result)
+        if isinstance(command, AckMany):
+            one_by_one = twin if not isinstance(result, BrokerError) else clone(twin)
+            outcomes = [
+                one_by_one.execute(Ack(command.queue, command.group, s, t, time=command.time))
+                for s, t in zip(command.sequences, command.tokens, strict=True)
+            ]
+            if isinstance(result, AckedMany):
+                assert one_by_one.snapshot() == leader.snapshot()
+                assert len(result.outcomes) == len(outcomes)
+                for alone, together in zip(outcomes, result.outcomes, strict=True):
+                    assert (alone if isinstance(alone, BrokerError) else None) == together
+            else:  # the queue or group is unknown: every ack alike
+                assert all(type(o) is type(result) for o in outcomes)
         if late is not None:
             assert late.apply(entry) == result
         elif index == restore_at:
@@ -251,11 +280,16 @@ def test_replicas_agree_and_refusals_change_nothing(data: st.DataObject) -> None
                 attempts[key] = delivery.attempt
         if isinstance(result, Acked):
             acked.add((result.queue, result.group, result.sequence))
+        if isinstance(result, AckedMany):
+            assert isinstance(command, AckMany)
+            for sequence, outcome in zip(command.sequences, result.outcomes, strict=True):
+                if outcome is None:
+                    acked.add((result.queue, result.group, sequence))
         check_peek(leader)
 
     follower = Broker()
     for entry in log:
-        follower.apply(entry)
+        follower.apply(entry, answered=False)
     assert follower.snapshot() == leader.snapshot()
     if late is not None:
         assert late.snapshot() == leader.snapshot()

@@ -17,6 +17,8 @@ from herald.broker import (
     SECOND,
     Ack,
     Acked,
+    AckedMany,
+    AckMany,
     Broker,
     Command,
     CreateQueue,
@@ -36,6 +38,7 @@ from herald.broker.machine import Broker as BrokerBase
 from herald.check.history import Json, Op, Recorder
 from herald.check.queue import AT_LEAST_ONCE, AT_MOST_ONCE, EFFECTIVELY_ONCE, check_queue
 from herald.check.verdict import Verdict, judge
+from herald.errors import BrokerError
 from herald.raft import Entry
 
 GROUPS = {
@@ -188,6 +191,18 @@ class ForgetsAcks(BrokerBase):
         group = self._group(queue, command.group)
         self._held(queue, group, command.sequence, command.token)
         return Acked(queue.name, group.name, command.sequence)
+
+    def _ack_many(self, command: AckMany) -> AckedMany:  # type: ignore[override]
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        outcomes: list[BrokerError | None] = []
+        for sequence, token in zip(command.sequences, command.tokens, strict=True):
+            try:
+                self._held(queue, group, sequence, token)
+                outcomes.append(None)
+            except BrokerError as error:
+                outcomes.append(error)
+        return AckedMany(queue.name, group.name, tuple(outcomes))
 
 
 class LeasesAtMostOnce(BrokerBase):

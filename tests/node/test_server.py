@@ -5,6 +5,8 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
+from herald.broker import AckMany, Batch
+from herald.broker.codec import decode_entry
 from herald.errors import CompactedError
 from herald.node.clock import Instant
 from herald.node.config import NodeConfig
@@ -461,3 +463,70 @@ def test_status_shows_the_longest_loop_pause_of_each_recent_second() -> None:
         d.advance(SECOND)
         d.core.note_loop_lag(1_000, d.now())
     assert len(d.core.status()["loop_lag_ms"]) == 60  # a minute's worth
+
+
+def _last_entry_commands(d: Driver) -> list[object]:
+    storage = d.core.host.storage
+    last = storage.last_index()
+    [entry] = storage.entries(last, last + 1, 1 << 30)
+    command, _spans = decode_entry(entry.data)
+    assert isinstance(command, Batch)
+    return list(command.commands)
+
+
+def _leased(d: Driver, link: ClientLink, count: int) -> list[w.DeliveryWire]:
+    assert all(r.ok for r in d.send(link, w.CreateQueue(d.rid(), "q")).values())
+    assert all(r.ok for r in d.send(link, w.Subscribe(d.rid(), "q", "g", "c")).values())
+    d.send(link, *[w.Publish(d.rid(), "q", b"m%d" % n) for n in range(count)])
+    [taken] = d.send(link, w.Deliver(d.rid(), "q", "g", "c", count)).values()
+    assert taken.ok and len(taken.value) == count
+    return list(taken.value)
+
+
+def test_acks_that_arrive_together_become_one_command_each_answered_alone() -> None:
+    d = Driver()
+    link = d.core.connect("c")
+    deliveries = _leased(d, link, 5)
+    acks = [w.Ack(d.rid(), "q", "g", x.sequence, x.token) for x in deliveries[:4]]
+    stale = w.Ack(d.rid(), "q", "g", deliveries[4].sequence, deliveries[4].token + 99)
+    again = w.Ack(d.rid(), "q", "g", deliveries[0].sequence, deliveries[0].token)
+    replies = d.send(link, acks[0], acks[1], stale, acks[2], acks[3], again)
+    [command] = _last_entry_commands(d)
+    assert isinstance(command, AckMany) and len(command.sequences) == 6
+    assert all(replies[a.id].ok and replies[a.id].value is None for a in acks)
+    assert replies[stale.id].error is not None
+    assert replies[stale.id].error.code == "UnknownDeliveryError"
+    # The same ack twice in one run: the second finds it settled, as it would alone.
+    assert replies[again.id].error is not None
+    assert replies[again.id].error.code == "AlreadySettledError"
+    assert link.unanswered == 0
+
+
+def test_a_run_of_acks_keeps_its_place_among_the_connections_other_writes() -> None:
+    d = Driver()
+    link = d.core.connect("c")
+    first, second, third = _leased(d, link, 3)
+    d.send(
+        link,
+        w.Ack(d.rid(), "q", "g", first.sequence, first.token),
+        w.Nack(d.rid(), "q", "g", second.sequence, second.token),
+        w.Ack(d.rid(), "q", "g", third.sequence, third.token),
+        w.Ack(d.rid(), "q", "h", third.sequence, third.token),  # another group: another run
+    )
+    kinds = [type(c).__name__ for c in _last_entry_commands(d)]
+    assert kinds == ["AckMany", "Nack", "AckMany", "AckMany"]
+
+
+def test_a_bad_ack_in_a_run_is_refused_alone() -> None:
+    d = Driver()
+    link = d.core.connect("c")
+    first, second = _leased(d, link, 2)
+    bad_name = w.Ack(d.rid(), "q", "", first.sequence, first.token)
+    negative = w.Ack(d.rid(), "q", "g", -1, first.token)
+    huge = w.Ack(d.rid(), "q", "g", first.sequence, 2**64)
+    good = [w.Ack(d.rid(), "q", "g", x.sequence, x.token) for x in (first, second)]
+    replies = d.send(link, good[0], bad_name, negative, huge, good[1])
+    for bad in (bad_name, negative, huge):
+        error = replies[bad.id].error
+        assert error is not None and error.code == "InvalidCommandError", error
+    assert all(replies[a.id].ok for a in good)

@@ -8,9 +8,12 @@ transitions go through the log, how time works, and the delivery semantics.
 Nothing here reads a clock, a socket, a file or a global random generator.
 """
 
-from .codec import batch_spans, decode, encode, encode_batch
+from .codec import batch_spans, decode, encode, encode_ack_many, encode_batch
 from .commands import (
+    MAX_ACKS,
+    MAX_NAME,
     Ack,
+    AckMany,
     Batch,
     Carried,
     Carry,
@@ -40,6 +43,7 @@ from .model import (
     MINUTE,
     SECOND,
     Acked,
+    AckedMany,
     BatchResult,
     DeadLetter,
     DeadLetterReason,
@@ -75,13 +79,17 @@ __all__ = [
     "DAY",
     "HOUR",
     "KIB",
+    "MAX_ACKS",
+    "MAX_NAME",
     "MIB",
     "MILLISECOND",
     "MINUTE",
     "PEEK_LIMIT",
     "SECOND",
     "Ack",
+    "AckMany",
     "Acked",
+    "AckedMany",
     "Batch",
     "BatchResult",
     "Broker",
@@ -134,5 +142,6 @@ __all__ = [
     "batch_spans",
     "decode",
     "encode",
+    "encode_ack_many",
     "encode_batch",
 ]

@@ -37,9 +37,14 @@ per command ``length u32`` and the command's own encoding. Batches do not nest.
 length u32``, the queue and group (UTF-8) and the publish (a Publish command's
 encoding, as the log held it).
 
+**AckMany** (opcode 18): after the head, ``queue length u16, group length
+u16, count u32``, the queue and group (UTF-8), then ``count`` sequences and
+``count`` tokens (u64 each): one unpack for every ack of the command.
+
 Opcodes (stable; never reuse one): 1 Tick, 2 CreateQueue, 3 DeleteQueue,
 4 PurgeQueue, 5 Publish, 6 Subscribe, 7 Heartbeat, 8 Leave, 9 Deliver, 10 Ack,
-11 Nack, 12 Extend, 13 Reject, 14 Redrive, 15 DeleteGroup, 16 Batch, 17 Carry.
+11 Nack, 12 Extend, 13 Reject, 14 Redrive, 15 DeleteGroup, 16 Batch, 17 Carry,
+18 AckMany.
 
 Decoding never raises anything but :class:`~herald.errors.MalformedCommandError`:
 short or trailing bytes, an unknown opcode, invalid UTF-8 and field values a
@@ -49,7 +54,7 @@ command's constructor refuses are all reported the same way.
 from __future__ import annotations
 
 import struct
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Final, TypeAlias
 
@@ -57,6 +62,7 @@ from herald.errors import InvalidCommandError, MalformedCommandError
 
 from .commands import (
     Ack,
+    AckMany,
     Batch,
     Carried,
     Carry,
@@ -87,6 +93,8 @@ __all__ = [
     "decode_entry",
     "decode_publish",
     "encode",
+    "encode_ack_many",
+    "encode_batch",
     "publish_fields",
 ]
 
@@ -107,6 +115,8 @@ _BATCH_HEAD = struct.Struct("<BBQI")
 _CARRY_OPCODE: Final = 17
 _CARRIED = struct.Struct("<QQHHI")
 _LENGTH = struct.Struct("<I")
+_ACK_MANY_OPCODE: Final = 18
+_ACK_MANY = struct.Struct("<BBQHHI")
 
 _MODES = (DeliveryMode.AT_LEAST_ONCE, DeliveryMode.AT_MOST_ONCE)
 _MODE_CODE = {mode: code for code, mode in enumerate(_MODES)}
@@ -221,6 +231,7 @@ OPCODES: dict[type[Command], int] = {
     **{layout.command: layout.opcode for layout in _LAYOUTS},
     Publish: _PUBLISH_OPCODE,
     Carry: _CARRY_OPCODE,
+    AckMany: _ACK_MANY_OPCODE,
 }
 
 
@@ -235,6 +246,10 @@ def encode(command: Command) -> bytes:
         return encode_batch([encode(inner) for inner in command.commands], command.time)
     if type(command) is Carry:
         return _encode_carry(command)
+    if type(command) is AckMany:
+        return encode_ack_many(
+            command.queue, command.group, command.sequences, command.tokens, command.time
+        )
     layout = _BY_TYPE.get(type(command))
     if layout is None:
         raise InvalidCommandError(f"not a broker command: {command!r}")
@@ -299,6 +314,44 @@ def encode_batch(encoded: list[bytes], time: int) -> bytes:
         parts.append(_LENGTH.pack(len(payload)))
         parts.append(payload)
     return b"".join(parts)
+
+
+def encode_ack_many(
+    queue: str, group: str, sequences: Sequence[int], tokens: Sequence[int], time: int
+) -> bytes:
+    """The encoding of ``AckMany(queue, group, sequences, tokens, time=time)``,
+    without building the command (what a leader folding acks does)."""
+    queue_bytes, group_bytes = queue.encode(), group.encode()
+    count = len(sequences)
+    try:
+        return b"".join(
+            (
+                _ACK_MANY.pack(
+                    VERSION, _ACK_MANY_OPCODE, time, len(queue_bytes), len(group_bytes), count
+                ),
+                queue_bytes,
+                group_bytes,
+                struct.pack(f"<{count}Q", *sequences),
+                struct.pack(f"<{len(tokens)}Q", *tokens),
+            )
+        )
+    except struct.error as error:
+        raise InvalidCommandError(f"AckMany does not fit the codec: {error}") from None
+
+
+def _decode_ack_many(data: bytes) -> AckMany:
+    _version, _opcode, time, queue_length, group_length, count = _ACK_MANY.unpack_from(data, 0)
+    at = _ACK_MANY.size
+    queue = data[at : at + queue_length].decode()
+    at += queue_length
+    group = data[at : at + group_length].decode()
+    at += group_length
+    if at + 16 * count != len(data):
+        raise MalformedCommandError("an AckMany's lengths do not add up to its entry")
+    numbers = struct.Struct(f"<{count}Q")
+    sequences = numbers.unpack_from(data, at)
+    tokens = numbers.unpack_from(data, at + 8 * count)
+    return AckMany(queue, group, sequences, tokens, time=time)
 
 
 def _encode_carry(command: Carry) -> bytes:
@@ -464,6 +517,8 @@ def decode(data: bytes) -> Command:
             return _decode_batch(data)
         if opcode == _CARRY_OPCODE:
             return _decode_carry(data)
+        if opcode == _ACK_MANY_OPCODE:
+            return _decode_ack_many(data)
         layout = _BY_OPCODE.get(opcode)
         if layout is None:
             raise MalformedCommandError(f"unknown command opcode {opcode}")

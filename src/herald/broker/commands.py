@@ -22,9 +22,11 @@ from herald.errors import InvalidCommandError
 from .model import MAX_LEASE, DeliveryMode, QueueOptions
 
 __all__ = [
+    "MAX_ACKS",
     "MAX_BATCH",
     "MAX_NAME",
     "Ack",
+    "AckMany",
     "Carried",
     "Carry",
     "Command",
@@ -48,6 +50,8 @@ __all__ = [
 MAX_NAME = 255
 #: Most messages one Deliver may lease.
 MAX_BATCH = 1000
+#: Most acks one AckMany may carry.
+MAX_ACKS = 65_535
 #: Longest user message id (idempotency key), in characters.
 MAX_MESSAGE_ID = 1024
 _U64 = 2**64
@@ -272,6 +276,40 @@ class _LeaseCommand(Command):
 @dataclass(frozen=True, slots=True)
 class Ack(_LeaseCommand):
     """The message was processed: settle it in this group."""
+
+
+@dataclass(frozen=True, slots=True)
+class AckMany(Command):
+    """Several acks of one group, in one command: ``tokens[i]`` is the lease on
+    ``sequences[i]``. Applied in order, each exactly as its own :class:`Ack` at
+    this command's time, with its own outcome.
+
+    A leader folds the acks that arrive one after another into one of these
+    (herald.node.server): a consumer acks every message, and one command per
+    message was most of what a follower decoded and applied while a backlog
+    drained.
+    """
+
+    queue: str
+    group: str
+    sequences: tuple[int, ...]
+    tokens: tuple[int, ...]
+
+    def __post_init__(self) -> None:
+        _u64("time", self.time)
+        _name("queue", self.queue)
+        _name("group", self.group)
+        count = len(self.sequences)
+        if not 1 <= count <= MAX_ACKS:
+            raise InvalidCommandError(f"an AckMany holds 1..{MAX_ACKS} acks, not {count}")
+        if len(self.tokens) != count:
+            raise InvalidCommandError(
+                f"{count} sequences but {len(self.tokens)} tokens in an AckMany"
+            )
+        # min and max are C loops: this runs for every ack a follower applies.
+        for kind, values in (("sequence", self.sequences), ("token", self.tokens)):
+            _u64(kind, min(values))
+            _u64(kind, max(values))
 
 
 @dataclass(frozen=True, slots=True)

@@ -174,6 +174,7 @@ from . import snapshot as _snapshot
 from .codec import Span, decode_entry, decode_publish
 from .commands import (
     Ack,
+    AckMany,
     Batch,
     Carry,
     Command,
@@ -195,6 +196,7 @@ from .commands import (
 from .index import Backlog
 from .model import (
     Acked,
+    AckedMany,
     BatchResult,
     DeadLetter,
     DeadLetterReason,
@@ -259,6 +261,7 @@ Result: TypeAlias = (
     | Left
     | Deliveries
     | Acked
+    | AckedMany
     | Nacked
     | Extended
     | Rejected
@@ -282,7 +285,15 @@ _PEEK_STATES: Final[dict[int, PeekState]] = {LEASED: "leased", READY: "ready", D
 class Broker:
     """The replicated queue state machine. Not thread-safe; one host drives it."""
 
-    __slots__ = ("_garbage", "_handlers", "_spans", "_state", "applied_index", "reader")
+    __slots__ = (
+        "_answered",
+        "_garbage",
+        "_handlers",
+        "_spans",
+        "_state",
+        "applied_index",
+        "reader",
+    )
 
     def __init__(self, reader: EntryReader | None = None) -> None:
         self._state = BrokerState()
@@ -294,10 +305,12 @@ class Broker:
         #: _where); None outside apply.
         self._spans: list[Span] | None = None
         self._garbage = 0  # an estimate of the stale timers in the heap
+        self._answered = True  # see apply
         self._handlers: dict[type[Command], Callable[[Any], Result]] = {
             Publish: self._publish,
             Deliver: self._deliver,
             Ack: self._ack,
+            AckMany: self._ack_many,
             Tick: self._tick,
             Nack: self._nack,
             Extend: self._extend,
@@ -316,9 +329,14 @@ class Broker:
 
     # -- the StateMachine port ------------------------------------------------------------
 
-    def apply(self, entry: Entry) -> Result:
+    def apply(self, entry: Entry, *, answered: bool = True) -> Result:
         """Apply one committed entry. Never raises for bad input: an undecodable entry
-        yields a MalformedCommandError result, a refused command its BrokerError."""
+        yields a MalformedCommandError result, a refused command its BrokerError.
+
+        ``answered=False``: nobody reads what a Deliver returns (a follower applying
+        the leader's entries), so it returns no deliveries and builds none. The
+        state changes exactly as with ``answered=True``; only the result differs.
+        """
         self.applied_index = entry.index
         if entry.kind != EntryKind.NORMAL:
             return Ticked(self._state.now)
@@ -326,7 +344,13 @@ class Broker:
             command, spans = decode_entry(entry.data)
         except MalformedCommandError as error:
             return error
-        return self.apply_decoded(entry.index, command, spans)
+        if answered:
+            return self.apply_decoded(entry.index, command, spans)
+        self._answered = False
+        try:
+            return self.apply_decoded(entry.index, command, spans)
+        finally:
+            self._answered = True
 
     def apply_decoded(self, index: int, command: Command, spans: list[Span]) -> Result:
         """Apply entry ``index`` from its already decoded command; ``spans`` says where
@@ -717,26 +741,35 @@ class Broker:
         duration = command.lease_duration or queue.options.lease_duration
         limit = command.max_messages
         out: list[Delivery] = []
+        answered = self._answered
         if consumer.mode is _AT_LEAST_ONCE:
             retry = group.retry
             pending = group.pending
-            while retry and len(out) < limit:
+            grant = self._grant
+            granted = 0
+            while retry and granted < limit:
                 sequence = heapq.heappop(retry)
-                out.append(
-                    self._grant(queue, group, consumer, sequence, pending[sequence], duration)
-                )
+                grant(queue, group, consumer, sequence, pending[sequence], duration, out)
+                granted += 1
             backlog = group.backlog
-            while backlog and len(out) < limit:
+            while backlog and granted < limit:
                 sequence = backlog.popleft()
                 entry = Pending()
                 pending[sequence] = entry
-                out.append(self._grant(queue, group, consumer, sequence, entry, duration))
+                grant(queue, group, consumer, sequence, entry, duration, out)
+                granted += 1
         else:
             # Settled in this very step: nothing is leased, nothing can come back.
             backlog = group.backlog
             counters = queue.counters
-            while backlog and len(out) < limit:
+            granted = 0
+            while backlog and granted < limit:
                 sequence = backlog.popleft()
+                granted += 1
+                counters.delivered += 1
+                if not answered:
+                    self._release(queue, sequence)
+                    continue
                 out.append(
                     Delivery(
                         queue.name,
@@ -751,7 +784,6 @@ class Broker:
                         queue.incarnation,
                     )
                 )
-                counters.delivered += 1
                 self._release(queue, sequence)
         return Deliveries(tuple(out))
 
@@ -763,7 +795,10 @@ class Broker:
         sequence: int,
         pending: Pending,
         duration: int,
-    ) -> Delivery:
+        out: list[Delivery],
+    ) -> None:
+        """Lease ``sequence`` to ``consumer``; its Delivery goes to ``out`` when the
+        result is answered (see apply)."""
         state = self._state
         now = state.now
         token = state.next_token
@@ -786,18 +821,21 @@ class Broker:
         heapq.heappush(
             state.timers, (deadline, T_LEASE, queue.name, group.name, sequence, token, "")
         )
-        return Delivery(
-            queue.name,
-            group.name,
-            self._ref(queue, sequence),
-            attempt,
-            token,
-            deadline,
-            attempt > 1,
-            reason,
-            _AT_LEAST_ONCE,
-            queue.incarnation,
-        )
+        if self._answered:
+            out.append(
+                Delivery(
+                    queue.name,
+                    group.name,
+                    self._ref(queue, sequence),
+                    attempt,
+                    token,
+                    deadline,
+                    attempt > 1,
+                    reason,
+                    _AT_LEAST_ONCE,
+                    queue.incarnation,
+                )
+            )
 
     def _held(self, queue: Queue, group: Group, sequence: int, token: int) -> Pending:
         """The live lease ``token`` on ``sequence``, or the typed error explaining why not.
@@ -838,6 +876,36 @@ class Broker:
         queue.counters.acked += 1
         self._garbage += 1
         return Acked(queue.name, group.name, sequence)
+
+    def _ack_many(self, command: AckMany) -> AckedMany:
+        # _ack for each (sequence, token), with the lookups hoisted: a draining
+        # consumer's acks arrive here by the hundred.
+        queue = self._queue(command.queue)
+        group = self._group(queue, command.group)
+        held = self._held
+        pending_of = group.pending
+        consumers = group.consumers
+        release = queue.messages.release
+        keep = not queue.groups
+        now = self._state.now
+        outcomes: list[BrokerError | None] = []
+        settled = 0
+        for sequence, token in zip(command.sequences, command.tokens, strict=True):
+            try:
+                pending = held(queue, group, sequence, token)
+            except BrokerError as error:
+                outcomes.append(error)
+                continue
+            consumer = consumers[pending.consumer]
+            consumer.last_seen = now
+            del consumer.leases[sequence]
+            del pending_of[sequence]
+            release(sequence, keep=keep)
+            outcomes.append(None)
+            settled += 1
+        queue.counters.acked += settled
+        self._garbage += settled
+        return AckedMany(queue.name, group.name, tuple(outcomes))
 
     def _nack(self, command: Nack) -> Nacked:
         queue = self._queue(command.queue)

@@ -12,7 +12,7 @@ import enum
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Literal, TypeAlias
 
-from herald.errors import InvalidOptionsError
+from herald.errors import BrokerError, InvalidOptionsError
 
 if TYPE_CHECKING:
     from .stored import MessageRef
@@ -28,6 +28,7 @@ __all__ = [
     "MINUTE",
     "SECOND",
     "Acked",
+    "AckedMany",
     "DeadLetter",
     "DeadLetterReason",
     "Deliveries",
@@ -376,6 +377,16 @@ class Acked:
     queue: str
     group: str
     sequence: int
+
+
+@dataclass(frozen=True, slots=True)
+class AckedMany:
+    """The outcome of each ack of an :class:`~herald.broker.commands.AckMany`, in
+    its order: None when it settled the message, else the error refusing it."""
+
+    queue: str
+    group: str
+    outcomes: tuple[BrokerError | None, ...]
 
 
 @dataclass(frozen=True, slots=True)

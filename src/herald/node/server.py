@@ -56,6 +56,10 @@ from dataclasses import dataclass, replace
 from typing import Final, TypeAlias
 
 from herald.broker import (
+    MAX_ACKS,
+    MAX_NAME,
+    AckedMany,
+    AckMany,
     Batch,
     BatchResult,
     Broker,
@@ -70,6 +74,7 @@ from herald.broker import (
     Tick,
     batch_spans,
     encode,
+    encode_ack_many,
     encode_batch,
 )
 from herald.errors import (
@@ -123,6 +128,25 @@ SECOND: Final = 1_000_000
 MAX_PEEK: Final = 1000
 
 
+_U64: Final = 2**64
+
+
+def _good_name(name: str) -> bool:
+    """A queue or group name the broker's commands accept (herald.broker.commands)."""
+    return 0 < len(name) <= MAX_NAME and name.isprintable()
+
+
+def _each(slots: list[_Waiting]) -> list[_Slot]:
+    """Every request waiting on ``slots``, in order."""
+    flat: list[_Slot] = []
+    for slot in slots:
+        if isinstance(slot, list):
+            flat.extend(slot)
+        elif slot is not None:
+            flat.append(slot)
+    return flat
+
+
 class ClientLink:
     """The core's side of one client connection: its replies and its standing."""
 
@@ -160,13 +184,41 @@ class _Slot:
         self.deadline = deadline
 
 
+class _AckRun:
+    """Acks of one group that arrived one after another, to be proposed as one
+    AckMany: a consumer acks every message, and one command per ack was most of
+    what every replica decoded and applied while a backlog drained. A run is
+    only extended while it is the last command of the batch, so the log still
+    holds every connection's writes in the order they were sent."""
+
+    __slots__ = ("group", "queue", "sequences", "slots", "time", "tokens")
+
+    def __init__(self, queue: str, group: str, time: int) -> None:
+        self.queue = queue
+        self.group = group
+        self.time = time  # the first ack's: a lease valid then is valid for all
+        self.sequences: list[int] = []
+        self.tokens: list[int] = []
+        self.slots: list[_Slot] = []
+
+    def command(self) -> AckMany:
+        return AckMany(
+            self.queue, self.group, tuple(self.sequences), tuple(self.tokens), time=self.time
+        )
+
+
+#: Who waits for one command of a batch: one request, the requests of an ack
+#: run (in its order), or nobody (the broker Tick).
+_Waiting: TypeAlias = "_Slot | list[_Slot] | None"
+
+
 @dataclass(slots=True)
 class _Proposal:
     term: int
     size: int
     commands: list[Command]  # what the entry encodes, as built (see ServerCore.apply)
     lengths: list[int]  # the length of each command's encoding, in order
-    slots: list[_Slot | None]  # None: a command nobody waits for (the broker Tick)
+    slots: list[_Waiting]  # one per command
 
 
 @dataclass(slots=True)
@@ -277,9 +329,11 @@ class ServerCore:
         self._orphan_grace = max(SECOND, 4 * config.election_tick_max * tick)
         # Writes collected since the last proposal.
         self._batch: list[bytes] = []
-        self._batch_commands: list[Command] = []
-        self._batch_slots: list[_Slot | None] = []
+        self._batch_commands: list[Command | _AckRun] = []
+        self._batch_slots: list[_Waiting] = []
         self._batch_bytes = 0
+        self._open_run: _AckRun | None = None  # the batch's last command, if it is a run
+        self._runs = 0  # ack runs in the batch
         self._proposals: dict[int, _Proposal] = {}
         self._carrying = 0  # the index of the Carry proposed last
         self._recent_entries: dict[int, bytes] = {}  # committed entries read last
@@ -305,6 +359,7 @@ class ServerCore:
         self._handlers: dict[type, _Handler] = dict.fromkeys(WRITE_REQUESTS, self._on_write)
         self._handlers.update(
             {
+                w.Ack: self._on_ack,
                 w.ListQueues: self._on_read,
                 w.Stats: self._on_read,
                 w.DeadLetters: self._on_read,
@@ -550,20 +605,60 @@ class ServerCore:
         """The time written into commands proposed ``now`` (see herald.node.clock)."""
         return self._clock.stamp(now, self.broker.now)
 
-    def _on_write(self, link: ClientLink, request: w.Request, stamp: int) -> None:
+    def _admit(self, link: ClientLink, request: w.Request, stamp: int) -> bool:
+        """Whether a write may go into the batch; if not, it has been turned away."""
         refusal = link.refusal
         if refusal is not None:
             self._turn_away(link, request, refusal)
-            return
+            return False
         if self._uncommitted + self._batch_bytes > self.config.max_uncommitted_bytes:
             self._turn_away(link, request, _OVERLOADED)
-            return
+            return False
         if not stamp:
             # The log has no time yet and a majority's clocks have not been heard:
             # a command stamped 0 would have every deadline it starts expire the
             # moment real time arrives (herald.node.clock). Rare: vote responses
             # carry the clocks, so a new leader normally has them when elected.
             self._turn_away(link, request, _NO_TIME)
+            return False
+        return True
+
+    def _on_ack(self, link: ClientLink, request: w.Request, stamp: int) -> None:
+        assert type(request) is w.Ack
+        sequence, token = request.sequence, request.token
+        if not (0 <= sequence < _U64 and 0 <= token < _U64):
+            self._on_write(link, request, stamp)  # the Ack's own check says what is wrong
+            return
+        run = self._open_run
+        if (
+            run is None
+            or run.queue != request.queue
+            or run.group != request.group
+            or len(run.sequences) >= MAX_ACKS
+        ):
+            if not (_good_name(request.queue) and _good_name(request.group)):
+                self._on_write(link, request, stamp)
+                return
+            if not self._admit(link, request, stamp):
+                return
+            run = _AckRun(request.queue, request.group, stamp)
+            self._batch.append(b"")  # encoded when proposed
+            self._batch_commands.append(run)
+            self._batch_slots.append(run.slots)
+            self._batch_bytes += 64
+            self._open_run = run
+            self._runs += 1
+        elif not self._admit(link, request, stamp):
+            return
+        run.sequences.append(sequence)
+        run.tokens.append(token)
+        run.slots.append(_Slot(link, request, 0))
+        self._batch_bytes += 16
+        if self._batch_bytes >= self.config.max_batch_bytes:
+            self._propose_batch()
+
+    def _on_write(self, link: ClientLink, request: w.Request, stamp: int) -> None:
+        if not self._admit(link, request, stamp):
             return
         try:
             command = command_for(request, stamp)
@@ -577,6 +672,7 @@ class ServerCore:
         self._add_to_batch(command, payload, _Slot(link, request, deadline))
 
     def _add_to_batch(self, command: Command, payload: bytes, slot: _Slot | None) -> None:
+        self._open_run = None
         self._batch.append(payload)
         self._batch_commands.append(command)
         self._batch_slots.append(slot)
@@ -585,8 +681,23 @@ class ServerCore:
             self._propose_batch()
 
     def _propose_batch(self) -> None:
-        payloads, commands, slots = self._batch, self._batch_commands, self._batch_slots
+        payloads, collected, slots = self._batch, self._batch_commands, self._batch_slots
         self._batch, self._batch_commands, self._batch_slots, self._batch_bytes = [], [], [], 0
+        self._open_run = None
+        commands: list[Command] = []
+        if self._runs:
+            self._runs = 0
+            for i, command in enumerate(collected):
+                if isinstance(command, _AckRun):
+                    run = command.command()
+                    payloads[i] = encode_ack_many(
+                        run.queue, run.group, run.sequences, run.tokens, run.time
+                    )
+                    commands.append(run)
+                else:
+                    commands.append(command)
+        else:
+            commands = collected  # type: ignore[assignment]
         # The batch's own time is its first command's: stamps only grow, so it
         # never runs ahead of the commands inside it.
         data = encode_batch(payloads, commands[0].time)
@@ -617,11 +728,10 @@ class ServerCore:
         again after losing and regaining leadership: their fate is unknown."""
         return _UNKNOWN_REPLACED
 
-    def _turn_away_all(self, slots: list[_Slot | None], info: ErrorInfo) -> None:
-        for slot in slots:
-            if slot is not None:
-                slot.link.refusal = info
-                self._error(slot, info)
+    def _turn_away_all(self, slots: list[_Waiting], info: ErrorInfo) -> None:
+        for slot in _each(slots):
+            slot.link.refusal = info
+            self._error(slot, info)
 
     def _check_orphans(self) -> None:
         """Proposals of a leader that stepped down, unresolved after the grace period:
@@ -631,16 +741,16 @@ class ServerCore:
                 OutcomeUnknownError("leadership changed before the command committed")
             )
 
-    def _answer_all(self, slots: list[_Slot | None], info: ErrorInfo) -> None:
-        for slot in slots:
-            if slot is not None:
-                self._error(slot, info)
+    def _answer_all(self, slots: list[_Waiting], info: ErrorInfo) -> None:
+        for slot in _each(slots):
+            self._error(slot, info)
 
     def _fail_batch(self, error: HeraldError | None) -> None:
         """Answer writes not yet proposed (they were not carried out)."""
         if self._batch_slots:
             slots = self._batch_slots
             self._batch, self._batch_commands, self._batch_slots, self._batch_bytes = [], [], [], 0
+            self._open_run, self._runs = None, 0
             self._turn_away_all(slots, self._not_leader() if error is None else error_info(error))
 
     def fail_in_flight(self, error: HeraldError) -> None:
@@ -675,7 +785,9 @@ class ServerCore:
         """
         proposal = self._proposals.get(entry.index)
         if proposal is None or proposal.term != entry.term or entry.kind != EntryKind.NORMAL:
-            return self.broker.apply(entry)
+            # Nobody waits here for this entry's results (on_applied answers only
+            # proposals), so its Delivers need not build their deliveries.
+            return self.broker.apply(entry, answered=False)
         commands = proposal.commands
         batch = Batch(tuple(commands), time=commands[0].time)
         return self.broker.apply_decoded(entry.index, batch, batch_spans(proposal.lengths))
@@ -741,6 +853,9 @@ class ServerCore:
             return
         wake = self._wake
         for slot, outcome in zip(slots, result.results, strict=True):
+            if isinstance(slot, list):
+                self._answer_run(slot, outcome)
+                continue
             if type(outcome) is Receipt:
                 if not outcome.duplicate:
                     wake[outcome.queue] = wake.get(outcome.queue, 0) + 1
@@ -757,6 +872,24 @@ class ServerCore:
                 if type(outcome) in (Nacked, Left, Redriven):
                     self._note_returned(outcome)
                 self._reply(slot.link, Reply(slot.request.id, True, reply_value(outcome)))
+
+    def _answer_run(self, slots: list[_Slot], outcome: object) -> None:
+        """Answer each ack of a run (see _AckRun) with its own outcome."""
+        if type(outcome) is not AckedMany:
+            info = error_info(
+                outcome
+                if isinstance(outcome, HeraldError)
+                else InvariantError(f"an ack run applied to {type(outcome).__name__}")
+            )
+            for slot in slots:
+                self._error(slot, info)
+            return
+        reply = self._reply
+        for slot, refusal in zip(slots, outcome.outcomes, strict=True):
+            if refusal is None:
+                reply(slot.link, Reply(slot.request.id, True, None))
+            else:
+                self._error(slot, error_info(refusal))
 
     def _note_returned(self, outcome: object) -> None:
         """Messages came back for redelivery: wake long polls of their queue."""

@@ -51,13 +51,14 @@ class QueueParams:
     max_uncommitted_bytes: int = 64 << 20  # the servers' overload limit
     dedup_ttl: int = 120 * SECOND
     auto_extend: bool = False
+    hands: int = 1  # deliveries a consumer works on at once, then acks together
 
     def describe(self) -> str:
         return (
             f"queue: producers={self.producers}x{self.messages} "
             f"publish_every={self.publish_interval / MS:.0f}ms pipeline={self.pipeline} "
             f"dedup={'keys' if self.use_keys else 'producer-seq'} "
-            f"consumers={self.consumers}/group prefetch={self.batch} "
+            f"consumers={self.consumers}/group prefetch={self.batch} hands={self.hands} "
             f"lease={self.lease / MS:.0f}ms auto_extend={'on' if self.auto_extend else 'off'} "
             f"max_deliveries={self.max_deliveries} process={self.process_time / MS:.0f}ms "
             f"slow={self.slow:.2f} consumer_crash={self.consumer_crash:.2f} "
@@ -218,6 +219,8 @@ def _draw_queue(rng: random.Random, options: SimOptions) -> SimOptions:
         max_uncommitted_bytes=rng.choice((64 << 20, 64 << 20, 4096, 1024)),
         dedup_ttl=rng.randint(60, 600) * SECOND,
         auto_extend=rng.random() < 0.3,
+        # Drawn last: every other draw of a seed stays what it was.
+        hands=rng.choice((1, 1, 2, 4, 8)),
     )
     return replace(
         options,

@@ -680,11 +680,26 @@ class QueueWorkload:
                 return
             # Anything else (an unknown outcome of a fetch): go on; taking fetches again.
             self.world.log(f"consumer {consumer.name}: {type(error).__name__}: {error}")
-        delivery = core.take(self._now())
-        # Taking frees a place in the window: the core may ask for more.
-        consumer.client.pump()
-        if delivery is None:
+        # A consumer takes up to ``hands`` deliveries at once, works on them, then
+        # acks them all together (a batch consumer: acks that reach the leader
+        # together, which it folds into one command).
+        taken: list[CoreDelivery] = []
+        while len(taken) < self.params.hands:
+            delivery = core.take(self._now())
+            # Taking frees a place in the window: the core may ask for more.
+            consumer.client.pump()
+            if delivery is None:
+                break
+            taken.append(delivery)
+            if not self._took(consumer, delivery):
+                return
+        if not taken:
             return
+        consumer.busy = True
+        self._later(self._process_time(), self._process, consumer, incarnation, taken)
+
+    def _took(self, consumer: _Consumer, delivery: CoreDelivery) -> bool:
+        """Record a delivery taken in hand; False if the consumer crashed right after."""
         mode = self._mode(consumer)
         # The broker leased it between the Deliver's issue and its answer, not when
         # it leaves the prefetch buffer: record it then (the history is put in
@@ -706,9 +721,8 @@ class QueueWorkload:
             self.world.log(f"{process} took {_brief(item)} (leased at {delivery.fetched_at})")
         if self._faults_on() and self.rng.random() < self.params.consumer_crash:
             self._crash_consumer(consumer, "right after a delivery")
-            return
-        consumer.busy = True
-        self._later(self._process_time(), self._process, consumer, incarnation, delivery)
+            return False
+        return True
 
     def _mode(self, consumer: _Consumer) -> str:
         return GROUPS[consumer.group][0] if consumer.queue == QUEUE else EFFECTIVELY_ONCE
@@ -722,10 +736,25 @@ class QueueWorkload:
             return params.lease + self.rng.randint(10 * MS, params.lease)
         return int(self.rng.expovariate(1.0) * params.process_time) + 1
 
-    def _process(self, consumer: _Consumer, incarnation: int, delivery: CoreDelivery) -> None:
-        """Apply the message's effect, then ack it."""
+    def _process(self, consumer: _Consumer, incarnation: int, taken: list[CoreDelivery]) -> None:
+        """Apply each message's effect, then ack them all."""
         if consumer.incarnation != incarnation:
             return
+        for delivery in taken:
+            if not self._effect(consumer, delivery):
+                return
+        core = consumer.consumer
+        assert core is not None
+        if self._mode(consumer) == AT_MOST_ONCE:
+            consumer.busy = False
+            self._later(1, self._next, consumer, incarnation)
+            return
+        waiting = [len(taken)]
+        for hand, delivery in enumerate(taken):
+            self._ack(consumer, incarnation, delivery, hand, waiting)
+
+    def _effect(self, consumer: _Consumer, delivery: CoreDelivery) -> bool:
+        """Apply one message's effect; False if the consumer crashed right after."""
         message_id = delivery.body.decode()
         mode = self._mode(consumer)
         process = consumer.name
@@ -749,13 +778,23 @@ class QueueWorkload:
             self._record(process, "ok", "effect", {})
         if self._faults_on() and self.rng.random() < self.params.consumer_crash:
             self._crash_consumer(consumer, "after an effect, before its ack")
-            return
+            return False
+        return True
+
+    def _ack(
+        self,
+        consumer: _Consumer,
+        incarnation: int,
+        delivery: CoreDelivery,
+        hand: int,
+        waiting: list[int],
+    ) -> None:
+        """Ack one delivery of a hand; the consumer is free once all of them are answered."""
         core = consumer.consumer
         assert core is not None
-        if mode == AT_MOST_ONCE:
-            consumer.busy = False
-            self._later(1, self._next, consumer, incarnation)
-            return
+        message_id = delivery.body.decode()
+        # Acks of one hand are in flight together: each is its own history process.
+        process = consumer.name if hand == 0 else f"{consumer.name}/a{hand}"
         ack: dict[str, Json] = {
             "queue": consumer.queue,
             "group": consumer.group,
@@ -775,8 +814,10 @@ class QueueWorkload:
             else:
                 status = "info" if _unknown(error) else "fail"
                 self._record(process, status, "ack", {"error": type(error).__name__})
-            consumer.busy = False
-            self._next(consumer, incarnation)
+            waiting[0] -= 1
+            if waiting[0] == 0:
+                consumer.busy = False
+                self._next(consumer, incarnation)
 
         consumer.client.watch(op, acked)
 
