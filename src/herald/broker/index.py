@@ -18,6 +18,7 @@ two replicas that hold the same messages write the same bytes.
 
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 from collections import deque
@@ -99,7 +100,7 @@ class Run:
 class _Dense:
     """A chunk as six arrays of CHUNK slots; a slot is live iff its entry is nonzero."""
 
-    __slots__ = ("columns", "frozen", "high", "live", "low", "lowest")
+    __slots__ = ("cached", "columns", "frozen", "high", "live", "low", "lowest")
 
     def __init__(self) -> None:
         self.columns = tuple(
@@ -108,6 +109,9 @@ class _Dense:
         #: A checkpoint being written may still read these arrays: the next change
         #: copies them first (copy on write; see MessageIndex.runs).
         self.frozen = False
+        #: What the last checkpoint wrote for this chunk, while nothing changed
+        #: since (see checkpoint_parts): None after any change.
+        self.cached: ChunkParts | None = None
         self.live = 0
         # Live slots lie within [low, high): a hint that keeps scans short.
         self.low = CHUNK
@@ -134,6 +138,7 @@ class _Dense:
     def writable(self) -> tuple[array[int], ...]:
         """The columns, to change: copies of them if a checkpoint may read them
         (128 KiB copied, once per chunk and checkpoint, and only if it changes)."""
+        self.cached = None
         if self.frozen:
             self.columns = tuple(column[:] for column in self.columns)
             self.frozen = False
@@ -211,6 +216,16 @@ class _Dense:
             return iter(range(self.low, self.high))
         return (slot for slot in range(self.low, self.high) if entries[slot])
 
+    def checkpoint_parts(self, base: int) -> ChunkParts:
+        """:func:`chunk_parts` of this chunk's frozen runs, kept until it changes:
+        a chunk nothing touched since the last checkpoint costs the next one
+        nothing (a backlog of ten million is 2,442 chunks, nearly all of them
+        unchanged from one checkpoint to the next)."""
+        cached = self.cached
+        if cached is None:
+            cached = self.cached = chunk_parts(self.runs(base, True))
+        return cached
+
     def runs(self, base: int, freeze: bool) -> Iterator[Run]:
         """The live slots as runs of consecutive ones (a chunk without holes as
         views into its arrays: no copy; with ``freeze``, views that stay valid,
@@ -232,6 +247,24 @@ class _Dense:
             elif start >= 0:
                 yield Run(base + start, tuple(column[start:slot] for column in columns))
                 start = -1
+
+
+#: How a checkpoint writes one chunk: its number of runs, and per run ``first
+#: u64, count u32`` and the columns, as buffers to write one after another.
+ChunkParts: TypeAlias = "tuple[int, list[bytes | memoryview]]"
+_RUN_HEAD: Final = struct.Struct("<QI")
+
+
+def chunk_parts(runs: Iterable[Run]) -> ChunkParts:
+    """The runs as a checkpoint writes them (see ChunkParts)."""
+    parts: list[bytes | memoryview] = []
+    count = 0
+    for run in runs:
+        count += 1
+        parts.append(_RUN_HEAD.pack(run.first, len(run)))
+        for column in run.to_bytes():
+            parts.append(column if isinstance(column, bytes) else memoryview(column).cast("B"))
+    return count, parts
 
 
 class _Sparse:
@@ -492,6 +525,15 @@ class MessageIndex:
         """
         for number, chunk in self._chunks.items():
             yield from chunk.runs(number << _BITS, freeze)
+
+    def checkpoint_parts(self) -> Iterator[ChunkParts]:
+        """Per chunk, :meth:`runs` with ``freeze`` as a checkpoint writes them (see
+        ChunkParts); an unchanged dense chunk's from the last checkpoint."""
+        for number, chunk in self._chunks.items():
+            if type(chunk) is _Dense:
+                yield chunk.checkpoint_parts(number << _BITS)
+            else:
+                yield chunk_parts(chunk.runs(number << _BITS, True))
 
     def pin(self) -> int:
         """The lowest log index a retained message is in (0: none is retained).
