@@ -151,3 +151,29 @@ def test_a_large_checkpoint_is_written_a_slice_per_sync_and_a_crash_half_way_los
     assert names(fs2, "ckpt-") == [checkpoint_name(60)]
     store.close()
     assert load(WalLogStore(fs2, DATA_DIR, segment_size=4096)).checkpoint == Snapshot(meta, state)
+
+
+def test_a_restart_reads_only_the_newest_whole_checkpoint_and_never_promotes_an_unread_one() -> (
+    None
+):
+    """Reading every kept checkpoint at load doubled what a restart read (each is
+    the whole index: 320 MB at ten million messages). Only the newest whole one
+    is read; an older one is not kept, so it can never become where the log
+    starts unread, and the next checkpoint replaces it."""
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = store_with_log(fs, keep_snapshots=2)
+    for index in (60, 80):
+        store.save_checkpoint(snapshot(index, 1))
+        store.sync()
+    store.close()
+    fs.corrupt(f"{DATA_DIR}/{checkpoint_name(60)}", 30)  # the older: never read, never noticed
+    reopened = WalLogStore(fs, DATA_DIR, segment_size=4096, keep_snapshots=2)
+    state = load(reopened)
+    assert state.checkpoint == snapshot(80, 1)
+    assert reopened.report is None or not reopened.report.corrupt_snapshots
+    assert reopened.promote(70) == 0  # the unread 60 is not a candidate
+    reopened.save_checkpoint(snapshot(95, 1))
+    reopened.sync()
+    assert names(fs, "ckpt-") == [checkpoint_name(80), checkpoint_name(95)]
+    assert reopened.promote(90) == 80
+    assert reopened.read_snapshot(80) == snapshot(80, 1)

@@ -502,8 +502,9 @@ def _pick_checkpoint(
     A checkpoint at or below the snapshot is obsolete and goes. One beyond the log's
     end (the log was cut back by a repair) cannot be restored: the state would be
     ahead of the log. Neither it nor a damaged one is kept (an older one, or the
-    snapshot and the log, give the same committed state); the store deletes what
-    is not kept when it next writes a checkpoint.
+    snapshot and the log, give the same committed state), nor one older than the
+    newest whole one (it is not read); the store deletes what is not kept when it
+    next writes a checkpoint.
     """
     indexes = sorted(
         (index for name in names if (index := checkpoint_index(name)) is not None), reverse=True
@@ -511,9 +512,12 @@ def _pick_checkpoint(
     obsolete = tuple(join(directory, checkpoint_name(index)) for index in indexes if index <= base)
     if obsolete:
         fixes.append(partial(_remove_files, fs, directory, obsolete))
-    # Only checkpoints that can be restored are kept (a later promotion makes one
-    # where the log starts): after the snapshot, within the log, and whole. So
-    # each is read and checked; there are few (keep_snapshots).
+    # Only checkpoints known to be whole are kept (a later promotion makes one
+    # where the log starts, and the log before it goes): after the snapshot,
+    # within the log, and read back and checked. Only the newest whole one is
+    # read: the restore needs no other, and reading an older one too doubled
+    # what a restart reads (320 MB more at ten million messages). An older one
+    # is not kept, so never promoted; the next checkpoint stands in for it.
     kept: list[int] = []
     newest: Snapshot | None = None
     corrupt: list[CorruptSnapshotError] = []
@@ -521,13 +525,12 @@ def _pick_checkpoint(
         if index <= base or index > last:
             continue
         try:
-            checkpoint = read_snapshot(fs, directory, checkpoint_name(index))
+            newest = read_snapshot(fs, directory, checkpoint_name(index))
         except CorruptSnapshotError as error:
             corrupt.append(error)
             continue
         kept.append(index)
-        if newest is None:
-            newest = checkpoint
+        break
     return newest, kept, corrupt
 
 
