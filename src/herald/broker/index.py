@@ -121,6 +121,21 @@ class _Dense:
         #: slots costs ~0.1 ms, so only chunks that changed it pay.
         self.lowest = 0
 
+    @classmethod
+    def adopt(cls, columns: tuple[array[int], ...], lowest: int) -> _Dense:
+        """A full chunk made of ``columns`` themselves (CHUNK slots each, every one
+        live, ``lowest`` the least entry): a restore's runs become chunks without
+        zeroing and copying 128 KiB each."""
+        chunk = cls.__new__(cls)
+        chunk.columns = columns
+        chunk.frozen = False
+        chunk.cached = None
+        chunk.live = CHUNK
+        chunk.low = 0
+        chunk.high = CHUNK
+        chunk.lowest = lowest
+        return chunk
+
     def get(self, slot: int) -> Record | None:
         columns = self.columns
         entry = columns[0][slot]
@@ -551,13 +566,30 @@ class MessageIndex:
 
     def load_run(self, run: Run) -> None:
         """Add the messages of ``run``, none of them retained yet (on restore): whole
-        slices of the columns at a time, so a restart does not pay per message."""
+        slices of the columns at a time, so a restart does not pay per message. A
+        run that is one whole chunk gives the index its arrays: the caller must
+        not change them afterwards."""
         columns = run.columns
         sizes = columns[3]
-        if min(columns[0], default=1) <= 0:
+        lowest = min(columns[0], default=1)
+        if lowest <= 0:
             raise ValueError(f"a message of the run at {run.first} has no log index")
-        start = 0
         total = len(run)
+        number = run.first >> _BITS
+        if (
+            total == CHUNK
+            and not run.first & _MASK
+            and number not in self._chunks
+            and all(type(column) is array for column in columns)
+        ):
+            # A whole chunk (what a checkpoint of a long backlog is made of):
+            # its columns become the chunk's own.
+            self._insert_chunk(number, _Dense.adopt(columns, lowest))  # type: ignore[arg-type]
+            self.count += total
+            self.bytes += sum(sizes)
+            self.next_sequence = max(self.next_sequence, run.first + total)
+            return
+        start = 0
         while start < total:
             sequence = run.first + start
             number, slot = sequence >> _BITS, sequence & _MASK
@@ -580,7 +612,9 @@ class MessageIndex:
             start = stop
 
     def _new_chunk(self, number: int) -> _Chunk:
-        chunk = _Dense()
+        return self._insert_chunk(number, _Dense())
+
+    def _insert_chunk(self, number: int, chunk: _Chunk) -> _Chunk:
         chunks = self._chunks
         last = next(reversed(chunks), None)
         chunks[number] = chunk
