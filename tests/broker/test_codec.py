@@ -9,8 +9,19 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from herald.broker import Broker, Command, CreateQueue, Publish, QueueOptions, Tick, decode, encode
-from herald.broker.codec import OPCODES, VERSION, publish_fields
+from herald.broker import (
+    Batch,
+    Broker,
+    Command,
+    CreateQueue,
+    Publish,
+    QueueOptions,
+    Tick,
+    decode,
+    encode,
+    encode_batch,
+)
+from herald.broker.codec import OPCODES, VERSION, decode_entry, publish_fields
 from herald.errors import InvalidCommandError, MalformedCommandError
 from herald.raft import Entry, EntryKind
 
@@ -149,3 +160,22 @@ def test_a_publish_is_read_in_place_as_it_decodes(
     assert fields == (command.body, command.headers, command.message_id, command.producer)
     with pytest.raises(MalformedCommandError):
         publish_fields(data, len(before), len(payload) + 1)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(publishes(), min_size=1, max_size=5), st.data())
+def test_publishes_read_in_place_from_an_entry_equal_the_validated_decode(
+    commands: list[Publish], data: st.DataObject
+) -> None:
+    """A replica reads a batch's publishes in place, without the constructor's
+    checks (they ran when the leader proposed them): the commands must be the
+    very ones a checked decode gives, and a cut entry still a typed error."""
+    payloads = [encode(command) for command in commands]
+    entry = encode_batch(payloads, 7)
+    decoded, spans = decode_entry(entry)
+    assert isinstance(decoded, Batch)
+    assert list(decoded.commands) == [decode(payload) for payload in payloads] == commands
+    assert [entry[o : o + n] for o, n in spans] == payloads
+    cut = data.draw(st.integers(0, len(entry) - 1))
+    with pytest.raises(MalformedCommandError):
+        decode_entry(entry[:cut])

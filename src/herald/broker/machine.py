@@ -273,6 +273,8 @@ Result: TypeAlias = (
 )
 
 _REPLICATED = Durability.REPLICATED
+#: What a publish applied with answered=False returns: nobody reads it.
+_UNANSWERED: Final = Receipt("", 0, False, _REPLICATED, 0)
 _AT_MOST_ONCE = DeliveryMode.AT_MOST_ONCE
 _AT_LEAST_ONCE = DeliveryMode.AT_LEAST_ONCE
 # Stale timers are swept out of the heap once they are this many, and half of it.
@@ -333,9 +335,10 @@ class Broker:
         """Apply one committed entry. Never raises for bad input: an undecodable entry
         yields a MalformedCommandError result, a refused command its BrokerError.
 
-        ``answered=False``: nobody reads what a Deliver returns (a follower applying
-        the leader's entries), so it returns no deliveries and builds none. The
-        state changes exactly as with ``answered=True``; only the result differs.
+        ``answered=False``: nobody reads the results (a follower applying the
+        leader's entries), so a Deliver returns no deliveries and builds none, and
+        a stored publish returns one shared placeholder receipt. The state changes
+        exactly as with ``answered=True``; only the results differ.
         """
         self.applied_index = entry.index
         if entry.kind != EntryKind.NORMAL:
@@ -587,6 +590,8 @@ class Broker:
         if name is not None:
             self._record_producer(queue, name, producer, command.producer_sequence, sequence)
         queue.counters.published += 1
+        if not self._answered:
+            return _UNANSWERED  # nobody reads it (see apply): a follower's every publish
         return Receipt(queue.name, sequence, False, _REPLICATED, queue.incarnation)
 
     def _record_refusal(
