@@ -177,3 +177,38 @@ def test_a_restart_reads_only_the_newest_whole_checkpoint_and_never_promotes_an_
     assert names(fs, "ckpt-") == [checkpoint_name(80), checkpoint_name(95)]
     assert reopened.promote(90) == 80
     assert reopened.read_snapshot(80) == snapshot(80, 1)
+
+
+@pytest.mark.parametrize("damage", ["none", "data", "head", "trailer", "short"])
+def test_a_large_snapshot_file_is_read_in_pieces_and_checked_whole(damage: str) -> None:
+    """A snapshot file over 1 MiB is read as head, data and checksum apart (no
+    copy of the data out of the whole file's bytes): it must come back the same,
+    and damage anywhere in it must still be found."""
+    from herald.errors import CorruptSnapshotError
+    from herald.raft import ConfState, Snapshot, SnapshotMeta
+    from herald.storage import format as fmt
+    from herald.storage.files import read_snapshot, write_atomically
+
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    fs.make_dirs(DATA_DIR)
+    data = random.Random(2).randbytes(3 << 20)
+    taken = Snapshot(SnapshotMeta(index=77, term=3, conf=ConfState((1, 2, 3))), data)
+    name = checkpoint_name(77)
+    write_atomically(fs, DATA_DIR, name, fmt.encode_snapshot(taken))
+    path = f"{DATA_DIR}/{name}"
+    size = fs.size(path)
+    if damage == "data":
+        fs.corrupt(path, size // 2)
+    elif damage == "head":
+        fs.corrupt(path, 40)
+    elif damage == "trailer":
+        fs.corrupt(path, size - 2)
+    elif damage == "short":
+        whole = fs.read(path)
+        fs.remove(path)
+        write_atomically(fs, DATA_DIR, name, whole[:-100])
+    if damage == "none":
+        assert read_snapshot(fs, DATA_DIR, name) == taken
+        return
+    with pytest.raises(CorruptSnapshotError):
+        read_snapshot(fs, DATA_DIR, name)

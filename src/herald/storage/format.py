@@ -385,21 +385,39 @@ def _check_whole(data: bytes, magic: bytes, path: str, minimum: int, what: str) 
     return size
 
 
+#: The most a snapshot file's head (everything before its data) may take: the
+#: fixed head, a voter list of up to 500 voters and the data's length.
+SNAPSHOT_HEAD_MAX: Final = 4096
+
+
 def decode_snapshot(data: bytes, path: str) -> Snapshot:
     """Raises CorruptionError or UnsupportedFormatError."""
     size = _check_whole(data, SNAPSHOT_MAGIC, path, _SNAPSHOT_HEAD.size + 12, "snapshot")
-    _magic, _version, _flags, index, term, voter_count = _SNAPSHOT_HEAD.unpack_from(data, 0)
+    meta, position = snapshot_layout(data, size, path)
+    return Snapshot(meta, data[position : size - 4])
+
+
+def snapshot_layout(head: bytes, size: int, path: str) -> tuple[SnapshotMeta, int]:
+    """A snapshot file's meta and where its data starts, from the file's first
+    bytes (at least :data:`SNAPSHOT_HEAD_MAX` of them, or all) and its size; the
+    data runs to the 4-byte checksum at the end. Checks everything but the
+    checksum. Raises CorruptionError or UnsupportedFormatError."""
+    check_prefix(head, SNAPSHOT_MAGIC, path)
+    if size < _SNAPSHOT_HEAD.size + 12 or len(head) < _SNAPSHOT_HEAD.size:
+        raise CorruptionError(path, size, "snapshot shorter than its header")
+    _magic, _version, _flags, index, term, voter_count = _SNAPSHOT_HEAD.unpack_from(head, 0)
     position = _SNAPSHOT_HEAD.size
-    if position + 8 * voter_count + 12 > size:
+    if position + 8 * voter_count + 12 > min(size, max(len(head), SNAPSHOT_HEAD_MAX)):
         raise CorruptionError(path, position, "snapshot voter list runs past the end")
-    voters = struct.unpack_from(f"<{voter_count}Q", data, position)
+    if position + 8 * voter_count + 8 > len(head):
+        raise CorruptionError(path, position, "snapshot head runs past the bytes read")
+    voters = struct.unpack_from(f"<{voter_count}Q", head, position)
     position += 8 * voter_count
-    (length,) = _U64.unpack_from(data, position)
+    (length,) = _U64.unpack_from(head, position)
     position += 8
     if position + length != size - 4:
         raise CorruptionError(path, position, "snapshot data length disagrees with file size")
-    meta = SnapshotMeta(index=index, term=term, conf=ConfState(tuple(voters)))
-    return Snapshot(meta, data[position : position + length])
+    return SnapshotMeta(index=index, term=term, conf=ConfState(tuple(voters))), position
 
 
 # -- the clean-shutdown marker -------------------------------------------------------------
