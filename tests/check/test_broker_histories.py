@@ -225,9 +225,12 @@ class DropsEveryTenthPublish(BrokerBase):
 
     def _publish(self, command: Publish) -> Receipt:
         receipt = super()._publish(command)
-        if not receipt.duplicate and receipt.sequence % 10 == 0:
-            queue = self._queue(command.queue)
-            queue.messages.remove(receipt.sequence)
+        # The stored sequence from the queue, not the receipt: a follower's
+        # receipts are placeholders (Broker.apply(answered=False)).
+        queue = self._queue(command.queue)
+        sequence = queue.next_sequence - 1
+        if not receipt.duplicate and sequence % 10 == 0:
+            queue.messages.remove(sequence)
             for group in queue.groups.values():
                 group.backlog.pop()
         return receipt

@@ -233,3 +233,35 @@ def test_the_marker_stays_until_the_entries_that_end_recovery_are_durable() -> N
     host.sync(second)
     host.finish(second)
     assert store.recovered_calls == 1
+
+
+def test_an_idle_host_goes_on_writing_its_checkpoint_until_it_is_whole() -> None:
+    """A checkpoint is written a slice per sync; syncs came only with writes, so
+    after a burst an idle node left its checkpoint half written, and a restart
+    replayed the log from the checkpoint before. Idle, the host asks for syncs
+    that hold nothing else until it is whole."""
+    from herald.storage import DiskFaults, SimFileSystem, WalLogStore
+
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+    store = WalLogStore(fs, "/data", segment_size=4096, checkpoint_slice=4)
+    host = NodeHost(
+        Config(id=1, voters=(1,)),
+        store,  # type: ignore[arg-type]
+        RecordingTransport(SimLogStore()),
+        DigestStateMachine(),
+        random.Random(1),
+        snapshot_entries=3,
+    )
+    elect(host)
+    idle = 0
+    for n in range(4):
+        host.propose(b"x%d" % n)
+    while (rd := host.begin()) is not None:
+        if not (rd.entries or rd.committed_entries or rd.messages or rd.hard_state):
+            idle += 1
+            assert rd.must_sync and store.writing_checkpoint
+        host.sync(rd)
+        host.finish(rd)
+    assert idle > 2  # the checkpoint (about 60 bytes) took several slices
+    assert not store.writing_checkpoint
+    assert any(name.startswith("ckpt-") and name.endswith(".snap") for name in fs.list_dir("/data"))

@@ -116,6 +116,12 @@ class LogStore(Protocol):
         """Make everything written so far durable."""
         ...
 
+    @property
+    def writing_checkpoint(self) -> bool:
+        """A checkpoint saved is not yet written whole: syncs write it, a slice each
+        (the host asks for syncs while it is idle until it is done)."""
+        ...
+
     def save_checkpoint_parts(
         self, meta: SnapshotMeta, state: Sequence[bytes | memoryview]
     ) -> None:
@@ -262,6 +268,11 @@ class NodeHost:
         self._recovering_term = durable.recovering_term
         self._marker_ignored = durable.recovering_term != 0 and not self.node.raft.recovering_term
         self._in_flight: Ready | None = None
+        # What begin returns, when Raft has nothing to do, while a checkpoint is
+        # still being written: a sync with nothing else in it, so the writing
+        # goes on while the node is idle (it would wait for the next write, and
+        # a restart in between replays the log since the checkpoint before).
+        self._idle = Ready(None, None, (), (), None, (), (), (), True)
 
     @property
     def recovering_term(self) -> int:
@@ -300,12 +311,19 @@ class NodeHost:
         return self._in_flight is not None
 
     def has_ready(self) -> bool:
-        return self._in_flight is None and self.node.has_ready()
+        return self._in_flight is None and (
+            self.node.has_ready() or self.log_store.writing_checkpoint
+        )
 
     def begin(self) -> Ready | None:
         """Take the next Ready, send what may go at once, and write (unsynced)."""
-        if not self.has_ready():
+        if self._in_flight is not None:
             return None
+        if not self.node.has_ready():
+            if not self.log_store.writing_checkpoint:
+                return None
+            self._in_flight = self._idle
+            return self._idle
         rd = self.node.ready()
         self._in_flight = rd
         if rd.messages:
@@ -323,6 +341,9 @@ class NodeHost:
         """Everything of ``rd`` that had to wait for durability, then advance."""
         if rd is not self._in_flight:
             raise RuntimeError("finish() must be given the Ready begin() returned")
+        if rd is self._idle:
+            self._in_flight = None  # a sync for the checkpoint only: Raft gave nothing
+            return
         storage = self.storage
         if rd.snapshot is not None:
             storage.apply_snapshot(rd.snapshot)

@@ -75,6 +75,10 @@ class SimLogStore:
                 self._hard_state = hard_state
         self._pending.clear()
 
+    @property
+    def writing_checkpoint(self) -> bool:
+        return False  # a checkpoint is kept at once (see save_checkpoint)
+
     def save_checkpoint(self, checkpoint: Snapshot) -> None:
         # Written and synced atomically (temp file, fsync, rename), but it must not
         # make unrelated buffered writes durable.

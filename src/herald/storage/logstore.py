@@ -462,6 +462,11 @@ class WalLogStore:
         self._check_usable()
         self._guarded(self._sync)
 
+    @property
+    def writing_checkpoint(self) -> bool:
+        """A checkpoint saved is not yet written whole (the next syncs write it)."""
+        return self._pending_checkpoint is not None or self._checkpoint_write is not None
+
     def save_checkpoint(self, checkpoint: Snapshot) -> None:
         """:meth:`save_checkpoint_parts` of a snapshot's state."""
         self.save_checkpoint_parts(checkpoint.meta, (checkpoint.data,))
