@@ -160,4 +160,12 @@ QUEUE_CORPUS: list[tuple[int, str]] = [
         "dies and recovers (where recovery refuses and the operator repairs), as the "
         "real runtime does",
     ),
+    (
+        1128,
+        "workload: the drain took the relay for idle between two of its rounds, found "
+        "every queue empty and ended the run; the relay's next message was taken in "
+        "hand after the end and reported lost ('delivered, never processed'). Only a "
+        "relay with nothing left to publish is idle now. Surfaced when an idle node "
+        "began to sync for its checkpoint, which moved every schedule",
+    ),
 ]
