@@ -311,16 +311,18 @@ class NodeHost:
         return self._in_flight is not None
 
     def has_ready(self) -> bool:
-        return self._in_flight is None and (
-            self.node.has_ready() or self.log_store.writing_checkpoint
-        )
+        return self._in_flight is None and self.node.has_ready()
 
-    def begin(self) -> Ready | None:
-        """Take the next Ready, send what may go at once, and write (unsynced)."""
+    def begin(self, *, idle: bool = True) -> Ready | None:
+        """Take the next Ready, send what may go at once, and write (unsynced).
+
+        ``idle``: the node has been quiet for a while, so when Raft has nothing
+        to do a checkpoint still being written gets a sync of its own (one that
+        would otherwise hold up the next write's sync behind a slice of it)."""
         if self._in_flight is not None:
             return None
         if not self.node.has_ready():
-            if not self.log_store.writing_checkpoint:
+            if not (idle and self.log_store.writing_checkpoint):
                 return None
             self._in_flight = self._idle
             return self._idle

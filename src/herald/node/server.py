@@ -124,6 +124,9 @@ from .host import HostObserver, LogStore, NodeHost, Transport
 __all__ = ["ClientLink", "Instant", "ServerCore"]
 
 SECOND: Final = 1_000_000
+#: Quiet for this long (no entry written or applied), the node gives a
+#: checkpoint still being written syncs of its own (NodeHost.begin).
+_IDLE_AFTER: Final = 100_000
 #: The most messages one Peek shows.
 MAX_PEEK: Final = 1000
 
@@ -333,6 +336,7 @@ class ServerCore:
         self._batch_slots: list[_Waiting] = []
         self._batch_bytes = 0
         self._open_run: _AckRun | None = None  # the batch's last command, if it is a run
+        self._last_entries = now.mono  # when a Ready last wrote or applied entries
         self._runs = 0  # ack runs in the batch
         self._proposals: dict[int, _Proposal] = {}
         self._carrying = 0  # the index of the Carry proposed last
@@ -518,7 +522,11 @@ class ServerCore:
             self._propose_batch()
         if self._reads:
             self._issue_reads()
-        return self.host.begin()
+        mono = now.mono
+        rd = self.host.begin(idle=mono - self._last_entries >= _IDLE_AFTER)
+        if rd is not None and (rd.entries or rd.committed_entries):
+            self._last_entries = mono
+        return rd
 
     def sync(self, rd: Ready) -> None:
         """Make ``rd``'s writes durable (may run off the driving thread)."""
