@@ -39,9 +39,16 @@ def first_failure(bound: int, plants: Plants, faults: tuple[str, ...] | None = N
 def test_renumbering_behind_a_refusal_is_found() -> None:
     """Bug 1: the client renumbered the publishes behind a refused one, so a later
     publish was confirmed with another's receipt (and one that was stored failed)."""
-    result = first_failure(20, Plants(client_class=RenumberingClient))
-    assert result.verdict == "safety", result.detail
-    assert "unexpected" in result.detail or "lost" in result.detail, result.detail
+    # Some seeds only stall (the relay's renumbered rows are refused for ever, and
+    # the drain waits for a relay with nothing left to publish): hunt the
+    # confirmed publish answered with another's receipt.
+    plants = Plants(client_class=RenumberingClient)
+    for seed in range(20):
+        result = run_seed(seed, workload="queue", plants=plants)
+        if result.verdict == "safety":
+            assert "unexpected" in result.detail or "lost" in result.detail, result.detail
+            return
+    pytest.fail("the renumbering client's wrong receipts were not found within 20 seeds")
 
 
 def test_a_leader_stamping_its_own_clock_is_found() -> None:
