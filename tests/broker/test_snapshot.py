@@ -266,27 +266,37 @@ def test_a_node_host_checkpoints_the_broker_and_keeps_the_entries_its_messages_a
     assert restarted.storage.first_index() > 40
 
 
+class _Backlog:
+    """A broker fed commands as log entries 1, 2, 3, ...: queue "q" with group "g"
+    (consumer "c1") and ``count`` messages published; calling it applies one more."""
+
+    def __init__(self, count: int) -> None:
+        from herald.broker import Broker, CreateQueue, Publish, Subscribe
+
+        self.broker = Broker()
+        self.index = 0
+        self(CreateQueue("q", time=1))
+        self(Subscribe("q", "g", "c1", time=2))
+        for n in range(count):
+            self(Publish("q", b"m%d" % n, time=3 + n))
+
+    def __call__(self, command: object) -> object:
+        from herald.broker import encode as encode_command
+        from herald.raft import Entry
+
+        self.index += 1
+        return self.broker.apply(Entry(1, self.index, encode_command(command)))  # type: ignore[arg-type]
+
+
 def test_a_checkpoint_stays_what_it_was_while_the_broker_goes_on() -> None:
     """A checkpoint's buffers view the index's own arrays (no copy on the event
     loop) and are written later by another thread: publishing, delivering,
     acking and a new group after it must not change a byte of it (the index
     copies a chunk before its first change: copy on write)."""
-    from herald.broker import Ack, Broker, CreateQueue, Deliver, Deliveries, Publish, Subscribe
-    from herald.broker import encode as encode_command
-    from herald.raft import Entry
+    from herald.broker import Ack, Broker, Deliver, Deliveries, Publish, Subscribe
 
-    broker = Broker()
-    index = 0
-
-    def apply(command: object) -> object:
-        nonlocal index
-        index += 1
-        return broker.apply(Entry(1, index, encode_command(command)))  # type: ignore[arg-type]
-
-    apply(CreateQueue("q", time=1))
-    apply(Subscribe("q", "g", "c1", time=2))
-    for n in range(3 * 4096 + 17):
-        apply(Publish("q", b"m%d" % n, time=3 + n))
+    apply = _Backlog(3 * 4096 + 17)
+    broker = apply.broker
     parts = broker.checkpoint()
     assert any(isinstance(part, memoryview) for part in parts), "the index was copied"
     expected = broker.snapshot()
@@ -312,22 +322,10 @@ def test_a_checkpoint_reuses_what_it_wrote_for_unchanged_chunks_and_only_for_tho
     same buffers (a backlog of millions costs a checkpoint almost nothing); a
     chunk that changed in any way -- a publish, an ack, a new reference -- is
     written afresh, so every checkpoint equals the snapshot of its moment."""
-    from herald.broker import Ack, Broker, CreateQueue, Deliver, Deliveries, Publish, Subscribe
-    from herald.broker import encode as encode_command
-    from herald.raft import Entry
+    from herald.broker import Ack, Broker, Deliver, Deliveries, Publish, Subscribe
 
-    broker = Broker()
-    index = 0
-
-    def apply(command: object) -> object:
-        nonlocal index
-        index += 1
-        return broker.apply(Entry(1, index, encode_command(command)))  # type: ignore[arg-type]
-
-    apply(CreateQueue("q", time=1))
-    apply(Subscribe("q", "g", "c1", time=2))
-    for n in range(4 * 4096 + 5):
-        apply(Publish("q", b"m%d" % n, time=3 + n))
+    apply = _Backlog(4 * 4096 + 5)
+    broker = apply.broker
     messages = broker._state.queues["q"].messages
     first = list(messages.checkpoint_parts())
     assert b"".join(broker.checkpoint()) == broker.snapshot()
@@ -348,6 +346,6 @@ def test_a_checkpoint_reuses_what_it_wrote_for_unchanged_chunks_and_only_for_tho
     assert b"".join(broker.checkpoint()) == broker.snapshot()
     assert not any(a is b for a, b in zip(after, messages.checkpoint_parts(), strict=False))
     restored = Broker()
-    restored.restore(taken[0], index)
-    restored.restore(b"".join(broker.checkpoint()), index)
+    restored.restore(taken[0], apply.index)
+    restored.restore(b"".join(broker.checkpoint()), apply.index)
     assert restored.snapshot() == broker.snapshot()
