@@ -583,15 +583,9 @@ def _publish_from_log(data: bytes, offset: int, length: int) -> Publish:
     log's checksums guard its bytes. The checks were a third of what a follower
     spent applying a publish; every replica decodes alike, so it stays
     deterministic whatever an entry holds."""
-    try:
-        _version, _opcode, time, producer_sequence, queue_length = _PUBLISH_HEAD.unpack_from(
-            data, offset
-        )
-        at = offset + _PUBLISH.size
-        queue = data[at : at + queue_length].decode()
-    except (struct.error, UnicodeDecodeError) as error:
-        raise MalformedCommandError(f"undecodable publish: {error}") from None
-    body, headers, message_id, producer = publish_fields(data, offset, length)
+    time, producer_sequence, queue, body, headers, message_id, producer = _publish_parts(
+        data, offset, length
+    )
     command: Publish = _new_publish(Publish)
     _SET_TIME(command, time)
     _SET_QUEUE(command, queue)
@@ -603,8 +597,25 @@ def _publish_from_log(data: bytes, offset: int, length: int) -> Publish:
     return command
 
 
+def _publish_parts(
+    data: bytes, offset: int, length: int
+) -> tuple[int, int, str, bytes, tuple[tuple[str, str], ...], str | None, str | None]:
+    """(time, producer_sequence, queue, body, headers, message_id, producer) of the
+    Publish at ``data[offset:offset + length]``. Raises MalformedCommandError."""
+    try:
+        _version, _opcode, time, producer_sequence, queue_length = _PUBLISH_HEAD.unpack_from(
+            data, offset
+        )
+        at = offset + _PUBLISH.size
+        queue = data[at : at + queue_length].decode()
+    except (struct.error, UnicodeDecodeError) as error:
+        raise MalformedCommandError(f"undecodable publish: {error}") from None
+    body, headers, message_id, producer = publish_fields(data, offset, length)
+    return time, producer_sequence, queue, body, headers, message_id, producer
+
+
 def _decode_publish(data: bytes) -> Publish:
-    _version, _opcode, time, producer_sequence, queue_length = _PUBLISH_HEAD.unpack_from(data, 0)
-    queue = data[_PUBLISH.size : _PUBLISH.size + queue_length].decode()
-    body, headers, message_id, producer = publish_fields(data, 0, len(data))
+    time, producer_sequence, queue, body, headers, message_id, producer = _publish_parts(
+        data, 0, len(data)
+    )
     return Publish(queue, bytes(body), headers, message_id, producer, producer_sequence, time=time)
