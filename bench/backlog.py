@@ -8,6 +8,11 @@ until the retained backlog reaches each of ``--sizes``. After each round it
 reports:
 
 - publish msg/s and publish latency p50/p99/max (call to confirmed receipt);
+- the same latencies over a window of ``--window`` publishes made right after
+  the round, at that backlog. A round's own p99 grows with its length -- a
+  round of 900,000 publishes meets every checkpoint and segment change of the
+  cluster, one of 10,000 (the first) perhaps none -- so only windows of one
+  length compare backlogs with each other;
 - the leader's longest event-loop pause in the round (how late its 10 ms timer
   fired: the server's own measure, from ``herald status``);
 - the longest stall a light client saw: a separate client, on its own
@@ -317,10 +322,14 @@ async def grow(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
                 loop_pause = max(status.loop_lag_ms[:seconds], default=0.0)
                 rss = nodes_rss(cluster)
                 stall, answers, probe_errors = probe.window(started, ended)
+                window = None
+                if args.window:
+                    window = await publish_round(client, args.window, body, args.inflight, errors)
                 row = {
                     "target": target,
                     "retained": retained,
                     **row,
+                    "window": window,
                     "max_stall_ms": stall,
                     "leader_loop_pause_ms": loop_pause,
                     "probe_answers": answers,
@@ -335,6 +344,8 @@ async def grow(cluster: LocalCluster, args: argparse.Namespace) -> dict[str, Any
                     "disk_bytes": nodes_disk(cluster),
                 }
                 rounds.append(row)
+                if window is not None:
+                    retained = (await client.stats(QUEUE)).length
                 if not args.json:
                     print(
                         f"  {retained:>10,} retained: {row['msgs_per_s']:,.0f} msg/s, "
@@ -452,12 +463,18 @@ def run(args: argparse.Namespace, cluster: LocalCluster) -> dict[str, Any]:
     with asyncio.Runner(loop_factory=factory) as runner:
         grown = runner.run(grow(cluster, args))
         retained = grown["retained"]
-        stored = sum(row["stored"] for row in grown["rounds"])
+        stored = sum(
+            row["stored"] + (row["window"]["stored"] if row["window"] else 0)
+            for row in grown["rounds"]
+        )
         if grown["publish_errors"]:
             checks.append(f"publishes failed, e.g. {grown['publish_errors'][0]}")
         if retained != stored:
             checks.append(f"the queue retains {retained} messages, {stored} were confirmed")
-        if any(row["not_durable"] for row in grown["rounds"]):
+        if any(
+            row["not_durable"] or (row["window"] and row["window"]["not_durable"])
+            for row in grown["rounds"]
+        ):
             checks.append("some receipts were not durable")
 
         stop_started = time.perf_counter()
@@ -530,6 +547,7 @@ def print_table(result: dict[str, Any]) -> None:
         "p50 ms",
         "p99 ms",
         "max ms",
+        "window p50 / p99 / max ms",
         "max stall ms",
         "loop pause ms",
         "leader",
@@ -545,6 +563,11 @@ def print_table(result: dict[str, Any]) -> None:
             f"{row['p50_ms']:.1f}",
             f"{row['p99_ms']:.1f}",
             f"{row['max_ms']:.1f}",
+            (
+                f"{window['p50_ms']:.1f} / {window['p99_ms']:.1f} / {window['max_ms']:.1f}"
+                if (window := row["window"]) is not None
+                else "-"
+            ),
             f"{row['max_stall_ms']:.1f}",
             f"{row['leader_loop_pause_ms']:.1f}",
             row["leader"],
@@ -590,6 +613,14 @@ def main(argv: list[str] | None = None) -> int:
         "--body-bytes", type=int, default=256, help="message body size (default 256)"
     )
     parser.add_argument(
+        "--window",
+        type=int,
+        default=10_000,
+        help="publishes measured on their own after each round, at that backlog "
+        "(default 10000; 0: none). They are retained too: the next round is that "
+        "much shorter",
+    )
+    parser.add_argument(
         "--inflight",
         type=int,
         default=1000,
@@ -624,6 +655,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.nodes < 1 or args.body_bytes < 0 or not 1 <= args.inflight <= 1000:
         parser.error("--nodes must be >= 1, --body-bytes >= 0, --inflight in 1..1000")
+    if args.window < 0 or any(b <= a + args.window for a, b in itertools.pairwise(args.sizes)):
+        parser.error("each size must exceed the one before by more than --window (>= 0)")
 
     # The launcher would delete a temporary directory on the first stop; the
     # restart needs it, so it is kept then and removed here at the end.

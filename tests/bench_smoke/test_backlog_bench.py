@@ -35,7 +35,9 @@ def run_script(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[
 
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
 def test_backlog_bench_reports_each_round_and_keeps_the_backlog_across_a_restart() -> None:
-    done = run_script("--sizes", "200,500", "--inflight", "50", "--drain", "--json")
+    done = run_script(
+        "--sizes", "200,500", "--window", "100", "--inflight", "50", "--drain", "--json"
+    )  # fmt: skip
     assert done.returncode == 0, done.stdout + done.stderr
     result = json.loads(done.stdout)
     assert result["ok"] is True and result["failed"] == []
@@ -43,6 +45,8 @@ def test_backlog_bench_reports_each_round_and_keeps_the_backlog_across_a_restart
     nodes = {"1", "2", "3"}
     for row in result["rounds"]:
         assert set(row) >= ROUND_FIELDS, row
+        window = row["window"]  # 100 more, measured on their own
+        assert window["published"] == window["stored"] == 100 and window["p99_ms"] > 0
         assert row["errors"] == 0 and row["msgs_per_s"] > 0
         assert set(row["rss_bytes"]) == set(row["disk_bytes"]) == nodes
         assert all(size > 0 for size in row["rss_bytes"].values())
@@ -50,10 +54,10 @@ def test_backlog_bench_reports_each_round_and_keeps_the_backlog_across_a_restart
     assert sum(row["probe_answers"] for row in result["rounds"]) >= 1  # the probe ran
     restart = result["restart"]
     assert restart["count_ok"] is True
-    assert restart["retained_after"] == restart["retained_before"] + 1 == 501
+    assert restart["retained_after"] == restart["retained_before"] + 1 == 601
     assert restart["stop_statuses"] == {node: 0 for node in nodes}
     assert 0 < restart["first_confirm_s"] < 120
-    assert result["drain"]["messages"] == 501 and result["drain"]["retained_after"] == 0
+    assert result["drain"]["messages"] == 601 and result["drain"]["retained_after"] == 0
 
 
 def test_backlog_bench_refuses_sizes_that_do_not_grow() -> None:

@@ -235,11 +235,11 @@ def test_the_marker_stays_until_the_entries_that_end_recovery_are_durable() -> N
     assert store.recovered_calls == 1
 
 
-def test_an_idle_host_goes_on_writing_its_checkpoint_until_it_is_whole() -> None:
-    """A checkpoint is written a slice per sync; syncs came only with writes, so
-    after a burst an idle node left its checkpoint half written, and a restart
-    replayed the log from the checkpoint before. Idle, the host asks for syncs
-    that hold nothing else until it is whole."""
+def test_an_idle_host_starts_and_keeps_its_checkpoint_with_syncs_of_its_own() -> None:
+    """A checkpoint is started and kept by syncs, and syncs came only with writes:
+    after a burst an idle node left its checkpoint unwritten or unkept, and a
+    restart replayed the log from the checkpoint before. Idle, the host asks for
+    syncs that hold nothing else; the world writes the slices in between."""
     from herald.storage import DiskFaults, SimFileSystem, WalLogStore
 
     fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
@@ -253,15 +253,57 @@ def test_an_idle_host_goes_on_writing_its_checkpoint_until_it_is_whole() -> None
         snapshot_entries=3,
     )
     elect(host)
-    idle = 0
+    idle = slices = 0
     for n in range(4):
         host.propose(b"x%d" % n)
-    while (rd := host.begin()) is not None:
+    while True:
+        rd = host.begin()
+        if rd is None:
+            if not host.wants_checkpoint_writes:
+                break
+            host.write_checkpoint()  # what the runtime's checkpoint thread does
+            slices += 1
+            continue
         if not (rd.entries or rd.committed_entries or rd.messages or rd.hard_state):
             idle += 1
-            assert rd.must_sync and store.writing_checkpoint
+            assert rd.must_sync and store.checkpoint_wants_sync
         host.sync(rd)
         host.finish(rd)
-    assert idle > 2  # the checkpoint (about 60 bytes) took several slices
-    assert not store.writing_checkpoint
+    assert idle == 2  # one to start it, one to keep it
+    assert slices > 2  # the checkpoint (about 60 bytes) took several slices
+    assert not store.checkpoint_wants_sync and not store.checkpoint_wants_writes
     assert any(name.startswith("ckpt-") and name.endswith(".snap") for name in fs.list_dir("/data"))
+    assert host.log_store.promote(1 << 40) > 0  # kept
+
+
+def test_a_clean_stop_checkpoints_what_is_applied_so_a_restart_replays_nothing() -> None:
+    from herald.storage import DiskFaults, SimFileSystem, WalLogStore
+
+    fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
+
+    def start() -> tuple[NodeHost, WalLogStore]:
+        store = WalLogStore(fs, "/data", segment_size=4096, checkpoint_slice=16)
+        host = NodeHost(
+            Config(id=1, voters=(1,)),
+            store,  # type: ignore[arg-type]
+            RecordingTransport(SimLogStore()),
+            DigestStateMachine(),
+            random.Random(1),
+            snapshot_entries=1000,  # no checkpoint of its own in this test
+        )
+        return host, store
+
+    host, store = start()
+    elect(host)
+    for n in range(20):
+        host.propose(b"m%d" % n)
+        host.process_all()
+    applied = host.node.raft.log.applied
+    digest = host.state_machine.snapshot()
+    host.checkpoint_at_stop()
+    store.close(clean=True)
+    restarted, _ = start()
+    assert restarted.node.raft.log.applied == applied  # restored, not replayed
+    assert restarted.state_machine.snapshot() == digest
+    rd = restarted.begin()
+    assert rd is None or not rd.committed_entries

@@ -77,8 +77,9 @@ def serve(
         16.0,
         "--checkpoint-mb",
         min=0.001,
-        help="Also checkpoint every this many MiB of applied entries: a restart replays "
-        "at most about this much.",
+        help="Also checkpoint every this many MiB of applied entries (or a checkpoint's "
+        "own size, if larger): a restart after a crash replays at most about this much; "
+        "one after a clean stop replays nothing.",
     ),
     log_cache_mb: float = typer.Option(
         8.0, "--log-cache-mb", min=0.0, help="MiB of decoded log records kept in memory."

@@ -17,6 +17,12 @@ work and so a crash can strike between the write and the fsync::
     host.sync(rd)          # fsync if needed (the real runtime runs this off-loop)
     host.finish(rd)        # send what waited for durability, apply, advance
 
+A checkpoint (a restart point the state machine hands over as buffers) is
+written beside that cycle: while ``host.wants_checkpoint_writes``, the world
+calls ``host.write_checkpoint()`` when it likes -- the real runtime on a thread
+of its own, beside the loop and the fsync; the simulator as events of their own
+-- and the syncs start and keep it.
+
 The host never reads a clock and never sleeps; the world decides when each
 step happens.
 """
@@ -117,9 +123,25 @@ class LogStore(Protocol):
         ...
 
     @property
-    def writing_checkpoint(self) -> bool:
-        """A checkpoint saved is not yet written whole: syncs write it, a slice each
-        (the host asks for syncs while it is idle until it is done)."""
+    def checkpoint_wants_sync(self) -> bool:
+        """The next :meth:`sync` has checkpoint work: start writing the checkpoint
+        saved, or keep the one written whole (the host asks for a sync while it
+        is idle until it is done)."""
+        ...
+
+    @property
+    def checkpoint_wants_writes(self) -> bool:
+        """:meth:`write_checkpoint` has more of a checkpoint to write."""
+        ...
+
+    def write_checkpoint(self) -> None:
+        """Write the next slice of the checkpoint being written, durably; the last
+        one publishes it. May run on a thread of its own, beside every other call
+        (never two of these at once)."""
+        ...
+
+    def finish_checkpoint(self) -> None:
+        """Write the checkpoint saved or being written whole and keep it, now."""
         ...
 
     def save_checkpoint_parts(
@@ -229,6 +251,7 @@ class NodeHost:
         self.checkpoint_bytes = checkpoint_bytes
         self.retain_entries = retain_entries
         self._applied_bytes = 0  # entry data applied since the last checkpoint
+        self._checkpoint_size = 0  # bytes of the last checkpoint taken here
         self._applied_total = 0  # entry data applied since this host started
         self._base_total = 0  # _applied_total when the log's snapshot was taken (0: before)
         self._checkpoint_totals: dict[int, int] = {}  # of the checkpoints taken here
@@ -322,7 +345,7 @@ class NodeHost:
         if self._in_flight is not None:
             return None
         if not self.node.has_ready():
-            if not (idle and self.log_store.writing_checkpoint):
+            if not (idle and self.log_store.checkpoint_wants_sync):
                 return None
             self._in_flight = self._idle
             return self._idle
@@ -338,6 +361,28 @@ class NodeHost:
         """Make ``rd``'s writes durable if the contract needs it. May run off-loop."""
         if rd.must_sync:
             self.log_store.sync()
+
+    @property
+    def wants_checkpoint_writes(self) -> bool:
+        """:meth:`write_checkpoint` has work (the world calls it when it likes)."""
+        return self.log_store.checkpoint_wants_writes
+
+    def write_checkpoint(self) -> None:
+        """Write the next slice of the checkpoint under way. Touches only its file
+        and its buffers, so the real runtime runs it on a thread of its own beside
+        everything else (a large checkpoint never holds up the log's syncs)."""
+        self.log_store.write_checkpoint()
+
+    def checkpoint_at_stop(self) -> None:
+        """A clean stop: checkpoint what is applied and write it whole, so the next
+        start restores it and replays nothing before it. Call with no Ready in
+        flight, after the last sync."""
+        applied = self.node.raft.log.applied
+        if applied > self._checkpointed:
+            meta = SnapshotMeta(index=applied, term=self.storage.term(applied), conf=self.conf)
+            self.log_store.save_checkpoint_parts(meta, self.state_machine.checkpoint())
+            self._checkpointed = applied
+        self.log_store.finish_checkpoint()
 
     def finish(self, rd: Ready) -> None:
         """Everything of ``rd`` that had to wait for durability, then advance."""
@@ -397,6 +442,8 @@ class NodeHost:
             if rd is None:
                 return
             self.sync(rd)
+            if self.wants_checkpoint_writes:
+                self.write_checkpoint()
             self.finish(rd)
 
     def _maybe_compact(self, applied: int) -> None:
@@ -410,15 +457,21 @@ class NodeHost:
         after it, which the follower receives as log entries.
         """
         storage = self.storage
+        # A checkpoint is the whole state, so it is spaced by its own size too:
+        # writing checkpoints never costs more than writing the log (at a million
+        # retained messages one is 30 MiB; every 16 MiB of log, they were twice
+        # the log's own writes). A crash restart replays at most that much log.
         if (
             applied - self._checkpointed < self.snapshot_entries
-            and self._applied_bytes < self.checkpoint_bytes
+            and self._applied_bytes < max(self.checkpoint_bytes, self._checkpoint_size)
         ):
             return
         self._applied_bytes = 0
         meta = SnapshotMeta(index=applied, term=storage.term(applied), conf=self.conf)
+        parts = self.state_machine.checkpoint()
+        self._checkpoint_size = sum(memoryview(part).nbytes for part in parts)
         # Durable before anything depends on it.
-        self.log_store.save_checkpoint_parts(meta, self.state_machine.checkpoint())
+        self.log_store.save_checkpoint_parts(meta, parts)
         self._checkpointed = applied
         totals = self._checkpoint_totals
         totals[applied] = self._applied_total

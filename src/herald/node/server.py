@@ -17,6 +17,7 @@ The driving loop (both worlds)::
     core.sync(rd)                  # fsync if rd.must_sync (may run on another thread)
     core.finish(rd, now)           # persisted sends, apply, answer, advance
     for link in core.take_dirty(): write(link.take_replies())
+    core.write_checkpoint()        # while core.wants_checkpoint_writes, any thread
 
 No ``begin`` may run while a sync is in flight (``finish`` first).
 
@@ -531,6 +532,20 @@ class ServerCore:
     def sync(self, rd: Ready) -> None:
         """Make ``rd``'s writes durable (may run off the driving thread)."""
         self.host.sync(rd)
+
+    @property
+    def wants_checkpoint_writes(self) -> bool:
+        """:meth:`write_checkpoint` has work (see :mod:`herald.node.host`)."""
+        return self.host.wants_checkpoint_writes
+
+    def write_checkpoint(self) -> None:
+        """The next slice of the checkpoint under way (may run on a thread of its
+        own, beside everything else here)."""
+        self.host.write_checkpoint()
+
+    def checkpoint_at_stop(self) -> None:
+        """A clean stop, after the last sync: checkpoint what is applied, whole."""
+        self.host.checkpoint_at_stop()
 
     def finish(self, rd: Ready, now: Instant) -> None:
         self.now = now

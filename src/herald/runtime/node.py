@@ -27,7 +27,12 @@ changes the core's memory and *kicks* the loop (one ``call_soon``). The kicked
 
 The log store is touched only by ``begin``/``finish`` on the loop thread and
 ``sync`` on the fsync thread, never two at once: no ``begin`` runs while a
-sync is in flight.
+sync is in flight. The one exception is a checkpoint's writing: a third thread
+writes it, a slice (``core.write_checkpoint``) after each sync, beside the
+loop and the next sync -- it touches only the checkpoint's own file and
+buffers -- or slice after slice while no sync is in flight. A clean stop
+checkpoints what is applied and writes it whole, so the next start replays
+nothing before it.
 """
 
 from __future__ import annotations
@@ -41,7 +46,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from herald.broker import Broker
-from herald.errors import OutcomeUnknownError, ShuttingDownError
+from herald.errors import OutcomeUnknownError, ShuttingDownError, StorageError
 from herald.node.clock import Instant
 from herald.node.server import ClientLink, ServerCore
 from herald.raft import Entry, ReadState, Ready, Snapshot, Storage
@@ -130,6 +135,8 @@ class NodeServer:
         self._listener: asyncio.Server | None = None
         self._fsync_pool: ThreadPoolExecutor | None = None
         self._sync_future: asyncio.Future[None] | None = None
+        self._checkpoint_pool: ThreadPoolExecutor | None = None
+        self._checkpoint_future: asyncio.Future[None] | None = None
         self._timer: asyncio.TimerHandle | None = None
         self.failed: asyncio.Future[BaseException] | None = None
         self.syncs = 0
@@ -151,6 +158,7 @@ class NodeServer:
         self._loop = loop
         self.failed = loop.create_future()
         self._fsync_pool = ThreadPoolExecutor(1, thread_name_prefix="herald-fsync")
+        self._checkpoint_pool = ThreadPoolExecutor(1, thread_name_prefix="herald-checkpoint")
         host, port = parse_address(self.config.listen_address)
         self._listener = await loop.create_server(
             lambda: Connection(self), host, port, reuse_address=True, backlog=1024
@@ -217,10 +225,10 @@ class NodeServer:
             connection.flush()
             connection.close()
         await self.transport.close()
-        sync = self._sync_future
-        if sync is not None:
-            with contextlib.suppress(Exception):
-                await sync
+        for pending in (self._sync_future, self._checkpoint_future):
+            if pending is not None:
+                with contextlib.suppress(Exception):
+                    await pending
         failed = self.failed is not None and self.failed.done()
         clean = False
         try:
@@ -228,14 +236,32 @@ class NodeServer:
                 # Commit-index records are written without an fsync; make them durable.
                 self.store.sync()
                 clean = True
+                self._checkpoint_at_stop()
         finally:
             # A clean close leaves the segments' descriptions: the next start
             # need not read the log (herald.storage.logstore.WalLogStore.close).
             self.store.close(clean=clean)
-            if self._fsync_pool is not None:
-                self._fsync_pool.shutdown(wait=True)
+            for pool in (self._fsync_pool, self._checkpoint_pool):
+                if pool is not None:
+                    pool.shutdown(wait=True)
         if self._listener is not None:
             await self._listener.wait_closed()
+
+    def _checkpoint_at_stop(self) -> None:
+        """Checkpoint the applied state whole before the store closes: the next
+        start restores it and replays only what was committed after it."""
+        started = time.monotonic()
+        try:
+            self.core.checkpoint_at_stop()
+        except StorageError as error:
+            # The log still holds everything: the next start replays more.
+            log.warning("node %d: no checkpoint at stop: %s", self.node_id, error)
+            return
+        log.info(
+            "node %d checkpointed at stop in %.3f s",
+            self.node_id,
+            time.monotonic() - started,
+        )
 
     async def abort(self) -> None:
         """Stop without the courtesies (after a fatal error): close, no final sync."""
@@ -311,6 +337,36 @@ class NodeServer:
             self.fatal(failure)
             return
         self._pump()
+        self._write_checkpoint()
+
+    def _write_checkpoint(self) -> None:
+        """Hand the checkpoint thread the next slice, if there is one and it is free.
+
+        Paced by the log: one slice per sync while syncs follow one another (the
+        slice's flush runs beside the next sync's, not inside it), slice after
+        slice while none is in flight."""
+        if (
+            self._checkpoint_future is not None
+            or self._closed
+            or not self.core.wants_checkpoint_writes
+        ):
+            return
+        assert self._loop is not None and self._checkpoint_pool is not None
+        future = self._loop.run_in_executor(self._checkpoint_pool, self.core.write_checkpoint)
+        self._checkpoint_future = future
+        future.add_done_callback(self._checkpoint_written)
+
+    def _checkpoint_written(self, future: asyncio.Future[None]) -> None:
+        self._checkpoint_future = None
+        if self._closed:
+            return
+        error = future.exception()
+        if error is not None:
+            self.fatal(error)
+            return
+        if not self._syncing:
+            self._write_checkpoint()
+        self.kick()  # a checkpoint written whole is kept by the next sync
 
     def _finish(self, rd: Ready) -> None:
         core = self.core

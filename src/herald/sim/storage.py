@@ -76,8 +76,18 @@ class SimLogStore:
         self._pending.clear()
 
     @property
-    def writing_checkpoint(self) -> bool:
+    def checkpoint_wants_sync(self) -> bool:
         return False  # a checkpoint is kept at once (see save_checkpoint)
+
+    @property
+    def checkpoint_wants_writes(self) -> bool:
+        return False
+
+    def write_checkpoint(self) -> None:
+        pass
+
+    def finish_checkpoint(self) -> None:
+        pass
 
     def save_checkpoint(self, checkpoint: Snapshot) -> None:
         # Written and synced atomically (temp file, fsync, rename), but it must not

@@ -17,6 +17,7 @@ Nothing here reads a real clock or a global random generator.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import random
 import struct
@@ -171,6 +172,9 @@ class SimNode:
     held_bytes: list[tuple[SimLink, bytes]] = field(default_factory=list)
     held: list[Message] = field(default_factory=list)
     deferred: list[Ready] = field(default_factory=list)
+    #: A slice of a checkpoint is being written (an event of its own, beside the
+    #: Ready cycles, as the real runtime's checkpoint thread runs beside its loop).
+    writing_checkpoint: bool = False
     # An armed crash waits for its moment ("before_sync", "after_sync" or
     # "after_vote"), then the node stays down for ``armed_outage``.
     armed: str = ""
@@ -386,6 +390,7 @@ class World:
         node.held.clear()
         node.held_bytes.clear()
         node.deferred.clear()
+        node.writing_checkpoint = False
         node.waiting_reads.clear()
         raft = host.node.raft
         assert node.machine is not None
@@ -431,8 +436,14 @@ class World:
             # (the sealed segments' descriptions), so the next start replays them
             # unread -- under the same disk faults. Chosen by count, not drawn:
             # the seeds' other choices stay what they were.
-            store = node.host.log_store
+            # With no Ready in flight it is the runtime's clean stop: what is
+            # applied is checkpointed and written whole first.
+            host = node.host
+            store = host.log_store
             if isinstance(store, WalLogStore):
+                if not host.busy:
+                    with contextlib.suppress(*_RUNNING_FAILURES):
+                        host.checkpoint_at_stop()
                 store.close(clean=True)
         lost = node.disk.unsynced_changes
         node.disk.crash()
@@ -444,6 +455,7 @@ class World:
         node.held.clear()
         node.held_bytes.clear()
         node.deferred.clear()
+        node.writing_checkpoint = False
         node.waiting_reads.clear()
         node.armed = ""
         self.crashes += 1
@@ -660,7 +672,38 @@ class World:
             self.log(f"n{node.id} crashes right after an fsync")
             self._armed_crash(node)
             return
+        self._write_checkpoint_later(node)
         self._after_input(node)
+
+    def _write_checkpoint_later(self, node: SimNode) -> None:
+        """Schedule the next slice of the checkpoint under way, if there is one."""
+        host = node.host
+        if node.writing_checkpoint or host is None or not host.wants_checkpoint_writes:
+            return
+        node.writing_checkpoint = True
+        self.scheduler.after(
+            self.options.fsync_latency, self._write_checkpoint, node, node.incarnation
+        )
+
+    def _write_checkpoint(self, node: SimNode, incarnation: int) -> None:
+        """A slice of the checkpoint, written and synced between any two other
+        events of the node: the store must not care where it falls."""
+        host = node.host
+        if node.incarnation != incarnation or host is None:
+            return
+        if node.paused:
+            self.scheduler.after(
+                self.options.fsync_latency, self._write_checkpoint, node, incarnation
+            )
+            return
+        node.writing_checkpoint = False
+        try:
+            host.write_checkpoint()
+        except _RUNNING_FAILURES as error:
+            self._storage_failed(node, error)
+            return
+        self._write_checkpoint_later(node)
+        self._after_input(node)  # one written whole is kept by the next sync
 
     def on_applied(self, node: SimNode, entry: Entry, result: object) -> None:
         machine = node.machine
