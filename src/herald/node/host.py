@@ -461,10 +461,8 @@ class NodeHost:
         # writing checkpoints never costs more than writing the log (at a million
         # retained messages one is 30 MiB; every 16 MiB of log, they were twice
         # the log's own writes). A crash restart replays at most that much log.
-        if (
-            applied - self._checkpointed < self.snapshot_entries
-            and self._applied_bytes < max(self.checkpoint_bytes, self._checkpoint_size)
-        ):
+        spacing = max(self.checkpoint_bytes, self._checkpoint_size)
+        if applied - self._checkpointed < self.snapshot_entries and self._applied_bytes < spacing:
             return
         self._applied_bytes = 0
         meta = SnapshotMeta(index=applied, term=storage.term(applied), conf=self.conf)
