@@ -22,6 +22,7 @@ from herald.raft import (
 )
 from herald.sim.storage import SimLogStore
 from herald.sim.world import DigestStateMachine
+from herald.storage import DiskFaults, SimFileSystem, WalLogStore
 
 
 class RecordingTransport:
@@ -43,6 +44,22 @@ def single_node(store: SimLogStore | None = None, **kw: int) -> tuple[NodeHost, 
         DigestStateMachine(),
         random.Random(1),
         **kw,
+    )
+    return host, store
+
+
+def wal_host(
+    fs: SimFileSystem, *, checkpoint_slice: int, snapshot_entries: int
+) -> tuple[NodeHost, WalLogStore]:
+    """A single voter over the real write-ahead log on a simulated disk."""
+    store = WalLogStore(fs, "/data", segment_size=4096, checkpoint_slice=checkpoint_slice)
+    host = NodeHost(
+        Config(id=1, voters=(1,)),
+        store,
+        RecordingTransport(SimLogStore()),
+        DigestStateMachine(),
+        random.Random(1),
+        snapshot_entries=snapshot_entries,
     )
     return host, store
 
@@ -240,18 +257,8 @@ def test_an_idle_host_starts_and_keeps_its_checkpoint_with_syncs_of_its_own() ->
     after a burst an idle node left its checkpoint unwritten or unkept, and a
     restart replayed the log from the checkpoint before. Idle, the host asks for
     syncs that hold nothing else; the world writes the slices in between."""
-    from herald.storage import DiskFaults, SimFileSystem, WalLogStore
-
     fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
-    store = WalLogStore(fs, "/data", segment_size=4096, checkpoint_slice=4)
-    host = NodeHost(
-        Config(id=1, voters=(1,)),
-        store,  # type: ignore[arg-type]
-        RecordingTransport(SimLogStore()),
-        DigestStateMachine(),
-        random.Random(1),
-        snapshot_entries=3,
-    )
+    host, store = wal_host(fs, checkpoint_slice=4, snapshot_entries=3)
     elect(host)
     idle = slices = 0
     for n in range(4):
@@ -277,21 +284,11 @@ def test_an_idle_host_starts_and_keeps_its_checkpoint_with_syncs_of_its_own() ->
 
 
 def test_a_clean_stop_checkpoints_what_is_applied_so_a_restart_replays_nothing() -> None:
-    from herald.storage import DiskFaults, SimFileSystem, WalLogStore
-
     fs = SimFileSystem(random.Random(1), DiskFaults(torn_writes=False))
 
     def start() -> tuple[NodeHost, WalLogStore]:
-        store = WalLogStore(fs, "/data", segment_size=4096, checkpoint_slice=16)
-        host = NodeHost(
-            Config(id=1, voters=(1,)),
-            store,  # type: ignore[arg-type]
-            RecordingTransport(SimLogStore()),
-            DigestStateMachine(),
-            random.Random(1),
-            snapshot_entries=1000,  # no checkpoint of its own in this test
-        )
-        return host, store
+        # No checkpoint of its own in this test.
+        return wal_host(fs, checkpoint_slice=16, snapshot_entries=1000)
 
     host, store = start()
     elect(host)
