@@ -325,11 +325,7 @@ class NodeServer:
         self._syncing = False
         self._sync_future = None
         self.syncs += 1
-        if self._closed:
-            return
-        error = future.exception()
-        if error is not None:
-            self.fatal(error)
+        if not self._came_back(future):
             return
         try:
             self._finish(rd)
@@ -338,6 +334,17 @@ class NodeServer:
             return
         self._pump()
         self._write_checkpoint()
+
+    def _came_back(self, future: asyncio.Future[None]) -> bool:
+        """A thread's work is done: whether the loop goes on with it (not if the
+        node is closing, nor if it failed: then the node stops)."""
+        if self._closed:
+            return False
+        error = future.exception()
+        if error is not None:
+            self.fatal(error)
+            return False
+        return True
 
     def _write_checkpoint(self) -> None:
         """Hand the checkpoint thread the next slice, if there is one and it is free.
@@ -358,11 +365,7 @@ class NodeServer:
 
     def _checkpoint_written(self, future: asyncio.Future[None]) -> None:
         self._checkpoint_future = None
-        if self._closed:
-            return
-        error = future.exception()
-        if error is not None:
-            self.fatal(error)
+        if not self._came_back(future):
             return
         if not self._syncing:
             self._write_checkpoint()
