@@ -14,8 +14,10 @@ changes the core's memory and *kicks* the loop (one ``call_soon``). The kicked
 
 1. takes a Ready (``core.begin``: it first proposes the writes collected
    since the last pump as one entry and issues one read-index for the reads);
-   the host sends the messages that may leave at once (a leader's appends go
-   to the followers now, while its own fsync runs) and buffers the writes;
+   the host sends the messages that may leave at once and buffers the writes.
+   The peer links only collect; a Ready that must be synced flushes them
+   before its fsync starts (a leader's appends go to the followers now, while
+   its own fsync runs), the others after the clients' replies are written;
 2. if the Ready must be durable, runs ``core.sync`` in the single fsync thread
    and returns. Meanwhile the loop keeps reading sockets, stepping messages
    and collecting requests; they pile up in the core and in the next batch.
@@ -307,10 +309,14 @@ class NodeServer:
                     if rd is None:
                         break
                     if rd.must_sync:
+                        self.transport.flush()  # the appends travel while this node syncs
                         self._start_sync(rd)
                         break
                     self._finish(rd)
             self._flush_output()
+            # After the replies: a commit's notice to the followers (what a Ready
+            # without writes sends) is not what a client waits for.
+            self.transport.flush()
         except Exception as error:
             self.fatal(error)
 
@@ -329,6 +335,7 @@ class NodeServer:
             return
         try:
             self._finish(rd)
+            self.transport.flush()  # acknowledgements first: the leader waits on them
         except Exception as failure:
             self.fatal(failure)
             return

@@ -9,6 +9,13 @@ to the core (``report_unreachable``) and redialled with exponential backoff.
 Sending never blocks and never queues without bound: while a link is down,
 or while more than ``peer_queue_bytes`` wait in its socket buffer, messages to
 that peer are dropped. Raft tolerates loss: heartbeats and probes resend.
+
+``send`` only collects; :meth:`PeerTransport.flush` encodes and writes what
+was collected, one write per peer. The node server chooses when: at once
+before an fsync starts (a leader's appends travel while it syncs, a follower's
+acknowledgements before its next sync), and otherwise after the clients'
+replies are written, so a commit's notice to the followers never stands
+between a client and its confirm.
 """
 
 from __future__ import annotations
@@ -112,6 +119,7 @@ class PeerLink:
         self.transport: asyncio.Transport | None = None
         self.dropped = 0
         self.sent_frames = 0
+        self._pending: list[Message] = []
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._refusal = ""
@@ -131,7 +139,16 @@ class PeerLink:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
 
-    def send(self, messages: Sequence[Message]) -> None:
+    def add(self, message: Message) -> None:
+        """Collect ``message`` for the next :meth:`flush`."""
+        self._pending.append(message)
+
+    def flush(self) -> None:
+        """Write what was collected as one frame, or drop it (link down, or full)."""
+        messages = self._pending
+        if not messages:
+            return
+        self._pending = []
         transport = self.transport
         if transport is None or transport.get_write_buffer_size() > self.limit:
             self.dropped += len(messages)
@@ -204,20 +221,14 @@ class PeerTransport:
             await link.close()
 
     def send(self, messages: Sequence[Message]) -> None:
+        """Collect each message on its destination's link (see :meth:`flush`)."""
         links = self.links
-        if len(messages) == 1:
-            link = links.get(messages[0].dst)
-            if link is not None:
-                link.send(messages)
-            return
-        by_node: dict[int, list[Message]] = {}
         for message in messages:
-            batch = by_node.get(message.dst)
-            if batch is None:
-                by_node[message.dst] = [message]
-            else:
-                batch.append(message)
-        for node, batch in by_node.items():
-            link = links.get(node)
+            link = links.get(message.dst)
             if link is not None:
-                link.send(batch)
+                link.add(message)
+
+    def flush(self) -> None:
+        """Write what every link collected since the last flush."""
+        for link in self.links.values():
+            link.flush()
