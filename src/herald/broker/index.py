@@ -159,16 +159,33 @@ class _Dense:
             self.frozen = False
         return self.columns
 
+    def taken(self, slot: int) -> bool:
+        return self.columns[0][slot] != 0
+
     def put(self, slot: int, record: Record) -> None:
-        columns = self.writable()
-        old = columns[0][slot]
+        # Every publish on every replica passes here: spelled out column by
+        # column (and with add's check of the slot building no record), an add
+        # costs ~1.0 us, not the ~2.3 us of a loop over zip(columns, record).
+        if self.frozen:
+            columns = self.writable()
+        else:
+            self.cached = None
+            columns = self.columns
+        entries, offsets, lengths, sizes, times, refs = columns
+        entry, offsets[slot], lengths[slot], sizes[slot], times[slot], refs[slot] = record
+        old = entries[slot]
+        entries[slot] = entry
         if not old:
             self.live += 1
             self.low = min(self.low, slot)
-            self.high = max(self.high, slot + 1)
-        for column, value in zip(columns, record, strict=True):
-            column[slot] = value
-        self._entry_changed(old, record[0])
+            if slot >= self.high:
+                self.high = slot + 1
+        lowest = self.lowest  # as _entry_changed, inline
+        if lowest >= 0:
+            if old and old == lowest:
+                self.lowest = -1
+            elif not lowest or entry < lowest:
+                self.lowest = entry
 
     def set_place(self, slot: int, entry: int, offset: int, length: int) -> None:
         """The live slot's publish is now at ``entry`` (a Carry moved it)."""
@@ -297,6 +314,9 @@ class _Sparse:
     def get(self, slot: int) -> Record | None:
         return self.records.get(slot)
 
+    def taken(self, slot: int) -> bool:
+        return slot in self.records
+
     def put(self, slot: int, record: Record) -> None:
         records = self.records
         if slot in records or not records or slot > next(reversed(records)):
@@ -391,9 +411,10 @@ class MessageIndex:
         if chunk is None:
             chunk = self._new_chunk(number)
         slot = sequence & _MASK
-        if chunk.get(slot) is not None:
+        if chunk.taken(slot):
             raise ValueError(f"message {sequence} is retained already")
-        self.next_sequence = max(self.next_sequence, sequence + 1)
+        if sequence >= self.next_sequence:
+            self.next_sequence = sequence + 1
         chunk.put(slot, record)
         self.count += 1
         self.bytes += record[3]
