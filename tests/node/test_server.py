@@ -124,7 +124,7 @@ def test_a_node_that_is_not_leading_turns_the_connection_away() -> None:
     d.core.begin_shutdown()
     reply = d.send(link, w.CreateQueue(d.rid(), "q"))
     assert {r.error.code for r in reply.values() if r.error} == {"ShuttingDownError"}
-    assert link.refusal is not None
+    assert link.refusals.get(0) is not None
 
 
 def test_peek_takes_nothing_and_counts_no_attempt() -> None:
@@ -530,3 +530,38 @@ def test_a_bad_ack_in_a_run_is_refused_alone() -> None:
         error = replies[bad.id].error
         assert error is not None and error.code == "InvalidCommandError", error
     assert all(replies[a.id].ok for a in good)
+
+
+def test_a_refusal_by_one_group_leaves_the_connections_writes_to_another_group_alone() -> None:
+    """Many groups share a node's connections: a group this node does not lead turns
+    the connection's writes to *its* queues away (and keeps doing so, so none of them
+    overtakes the first), while the group it leads goes on accepting the connection's
+    writes. Its Raft messages are addressed to its own group."""
+    d = Driver()
+    link = d.core.connect("c")
+    assert all(r.ok for r in d.send(link, w.CreateQueue(d.rid(), "q")).values())
+    transport = Recording()
+    other = ServerCore(
+        NodeConfig(node_id=1, peers={n: f"127.0.0.1:{7430 + n}" for n in (1, 2, 3)}),
+        SimLogStore(),
+        transport,
+        random.Random(2),
+        d.now(),
+        group=1,
+    )
+    elsewhere = w.Publish(d.rid(), "elsewhere", b"m", producer="p", sequence=1)
+    other.receive(link, [elsewhere], d.now())
+    [refused] = link.take_replies()
+    assert refused.error is not None and refused.error.code == "NotLeaderError"
+    assert set(link.refusals) == {1}
+    here = w.Publish(d.rid(), "q", b"m", producer="p", sequence=1)
+    assert d.send(link, here)[here.id].ok
+    again = w.Publish(d.rid(), "elsewhere", b"m", producer="p", sequence=2)
+    other.receive(link, [again], d.now())
+    [still] = link.take_replies()
+    assert still.error is not None and still.error.code == "NotLeaderError"
+    for _ in range(100):
+        other.tick(d.now())
+        d.advance(10_000)
+    run(other, d.now())
+    assert transport.sent and {m.group for m in transport.sent} == {1}

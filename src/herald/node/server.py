@@ -38,10 +38,13 @@ the index -- the answer is :class:`OutcomeUnknownError`.
 **A connection's writes reach the log in the order they were sent.** Once a
 write of a connection is turned away without being carried out (overload, not
 the leader, shutting down, a leadership transfer), every later write of that
-connection is turned away with the same answer until it closes: a client
-resends turned-away requests, in order, on its next connection, and a later
-publish must never overtake an earlier one (the broker accepts any first
-sequence number from a producer it does not know).
+connection to this core's Raft group is turned away with the same answer
+until it closes: a client resends turned-away requests, in order, on its next
+connection, and a later publish must never overtake an earlier one (the broker
+accepts any first sequence number from a producer it does not know). A queue
+lives in one group, so that order is all a queue's writes need; the group's
+refusal does not stand in the way of the connection's writes to other groups
+a node serves (``ClientLink.refusals``).
 
 Reads wait for a read-index round and for the node to apply up to the index
 it returns. ``Status`` is answered at once by any node; everything else, on a
@@ -154,7 +157,7 @@ def _each(slots: list[_Waiting]) -> list[_Slot]:
 class ClientLink:
     """The core's side of one client connection: its replies and its standing."""
 
-    __slots__ = ("closed", "dirty", "failed", "id", "name", "refusal", "replies", "unanswered")
+    __slots__ = ("closed", "dirty", "failed", "id", "name", "refusals", "replies", "unanswered")
 
     def __init__(self, link_id: int, name: str) -> None:
         self.id = link_id
@@ -163,8 +166,10 @@ class ClientLink:
         self.replies: list[Reply] = []
         #: Requests received and not yet answered (for the shell's flow control).
         self.unanswered = 0
-        #: Once set, every later write of this connection gets this answer.
-        self.refusal: ErrorInfo | None = None
+        #: Per Raft group: once set, every later write of this connection to a
+        #: queue of that group gets this answer. Per group, because a node that
+        #: does not lead one group turns its writes away while it serves another's.
+        self.refusals: dict[int, ErrorInfo] = {}
         self.dirty = False
         self.closed = False
         #: A request met a bug of ours: the shell should close this connection.
@@ -290,9 +295,12 @@ class ServerCore:
         observer: HostObserver | None = None,
         raft_class: type[Raft] = Raft,
         host_class: type[NodeHost] = NodeHost,
+        group: int = 0,
     ) -> None:
         self.config = config
         self.node_id = config.node_id
+        #: The Raft group this core serves (herald.node.groups hosts many).
+        self.group = group
         self.now = now
         self.broker = broker if broker is not None else Broker()
         # Message bodies stay in the log: the broker reads them back from it.
@@ -300,6 +308,7 @@ class ServerCore:
         self._observer = observer
         raft_config = Config(
             id=config.node_id,
+            group=group,
             voters=config.voters,
             election_tick=config.election_tick,
             election_tick_max=config.election_tick_max,
@@ -618,7 +627,7 @@ class ServerCore:
     def _turn_away(self, link: ClientLink, request: w.Request, info: ErrorInfo) -> None:
         """Answer a write that was not carried out; the connection's later writes
         get the same answer (they must not overtake this one)."""
-        link.refusal = info
+        link.refusals[self.group] = info
         self.stats["turned_away"] += 1
         self._reply(link, Reply(request.id, False, None, info))
 
@@ -630,7 +639,7 @@ class ServerCore:
 
     def _admit(self, link: ClientLink, request: w.Request, stamp: int) -> bool:
         """Whether a write may go into the batch; if not, it has been turned away."""
-        refusal = link.refusal
+        refusal = link.refusals.get(self.group) if link.refusals else None
         if refusal is not None:
             self._turn_away(link, request, refusal)
             return False
@@ -753,7 +762,7 @@ class ServerCore:
 
     def _turn_away_all(self, slots: list[_Waiting], info: ErrorInfo) -> None:
         for slot in _each(slots):
-            slot.link.refusal = info
+            slot.link.refusals[self.group] = info
             self._error(slot, info)
 
     def _check_orphans(self) -> None:
