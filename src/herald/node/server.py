@@ -299,7 +299,7 @@ class ServerCore:
     ) -> None:
         self.config = config
         self.node_id = config.node_id
-        #: The Raft group this core serves (herald.node.groups hosts many).
+        #: The Raft group this core serves (a node is to host many: docs/design.md).
         self.group = group
         self.now = now
         self.broker = broker if broker is not None else Broker()
