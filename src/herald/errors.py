@@ -93,6 +93,7 @@ __all__ += [
     "CorruptLogError",
     "CorruptSnapshotError",
     "CorruptionError",
+    "GroupCountError",
     "LockedError",
     "StorageIOError",
     "UnsupportedFormatError",
@@ -120,6 +121,23 @@ class LockedError(StorageError):
     def __init__(self, path: str) -> None:
         super().__init__(f"data directory {path} is locked by another open log store")
         self.path = path
+
+
+class GroupCountError(StorageError):
+    """The data directory holds a node of another number of data groups.
+
+    A queue's group follows from the count (herald.wire.placement): opening the
+    directory with another one would put queues in groups that do not hold them.
+    """
+
+    def __init__(self, path: str, recorded: int, asked: int) -> None:
+        super().__init__(
+            f"data directory {path} holds a node of {recorded} data group(s), not {asked}: "
+            f"start it with --groups {recorded} (the count is fixed when a cluster is created)"
+        )
+        self.path = path
+        self.recorded = recorded
+        self.asked = asked
 
 
 class UnsupportedFormatError(StorageError):

@@ -548,6 +548,7 @@ def test_a_refusal_by_one_group_leaves_the_connections_writes_to_another_group_a
         random.Random(2),
         d.now(),
         group=1,
+        group_count=2,
     )
     elsewhere = w.Publish(d.rid(), "elsewhere", b"m", producer="p", sequence=1)
     other.receive(link, [elsewhere], d.now())

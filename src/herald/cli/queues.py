@@ -11,8 +11,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from herald.client import QueueStats
+from herald.client import ClusterStatus, QueueStats
 from herald.client.client import UNSET
+from herald.wire.placement import group_of
 
 from ._client import TIMEOUT_OPTION, URL_OPTION, connect, print_json, run
 
@@ -54,14 +55,18 @@ def ls(
 ) -> None:
     """List the queues with their length, bytes, groups and dead letters."""
 
-    async def main() -> list[QueueStats]:
+    async def main() -> tuple[list[QueueStats], ClusterStatus]:
         async with connect(url, timeout) as client:
             names = await client.queues()
-            return list(await asyncio.gather(*(client.stats(name) for name in names)))
+            stats = list(await asyncio.gather(*(client.stats(name) for name in names)))
+            return stats, await client.status()
 
-    stats = run(main)
+    stats, status = run(main)
+    count = max(1, len(status.groups))
+    leaders = {g.group: g.leader_address for g in status.groups}
     if as_json:
         for item in stats:
+            data_group = group_of(item.queue, count)
             print_json(
                 {
                     "queue": item.queue,
@@ -70,6 +75,8 @@ def ls(
                     "groups": [group.name for group in item.groups],
                     "dead_letters": item.dead_letters,
                     "published": item.counters.published,
+                    "data_group": data_group,
+                    "leader_address": leaders.get(data_group, status.leader_address),
                 }
             )
         return
@@ -77,17 +84,25 @@ def ls(
         sys.stdout.write("no queues\n")
         return
     table = Table(title="Queues")
-    for column in ("queue", "length", "bytes", "groups", "dead letters", "published"):
-        table.add_column(column, justify="left" if column in ("queue", "groups") else "right")
+    columns = ["queue", "length", "bytes", "groups", "dead letters", "published"]
+    if count > 1:
+        columns += ["data group", "leader"]
+    for column in columns:
+        left = column in ("queue", "groups", "leader")
+        table.add_column(column, justify="left" if left else "right")
     for item in stats:
-        table.add_row(
+        row = [
             item.queue,
             str(item.length),
             str(item.bytes),
             ", ".join(group.name for group in item.groups) or "-",
             str(item.dead_letters),
             str(item.counters.published),
-        )
+        ]
+        if count > 1:
+            data_group = group_of(item.queue, count)
+            row += [str(data_group), leaders.get(data_group) or "?"]
+        table.add_row(*row)
     Console().print(table)
 
 

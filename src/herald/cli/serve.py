@@ -5,6 +5,7 @@ from __future__ import annotations
 import typer
 
 from herald.errors import ConfigError
+from herald.node.config import MAX_GROUPS
 from herald.runtime.config import (
     DEFAULT_ADDRESS,
     DEFAULT_CLUSTER,
@@ -47,6 +48,14 @@ def serve(
     data_dir: str = typer.Option(DEFAULT_DATA_DIR, "--data-dir", help="The node's data directory."),
     cluster: str = typer.Option(
         DEFAULT_CLUSTER, "--cluster", help="The cluster's name; peers of another are refused."
+    ),
+    groups: int = typer.Option(
+        1,
+        "--groups",
+        min=1,
+        max=MAX_GROUPS,
+        help="Data groups (Raft groups) in the cluster; a queue lives in one, by the hash "
+        "of its name. Fixed when the cluster is created: every node the same.",
     ),
     repair: bool = typer.Option(
         False, "--repair", help="Discard a damaged part of the log instead of refusing to start."
@@ -117,6 +126,7 @@ def serve(
             listen=listen or "",
             data_dir=data_dir,
             cluster=cluster,
+            groups=groups,
             repair=repair,
             tick_interval=tick_ms / 1000,
             election_tick=election_tick,

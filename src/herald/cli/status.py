@@ -12,6 +12,9 @@ from ._client import TIMEOUT_OPTION, URL_OPTION, connect, print_json, run
 
 HELP = """Show the cluster: its leader, term and commit index, and each node's lag.
 
+A cluster of many data groups (``herald serve --groups``) also gets a table of
+its groups, each with its leader, term and commit index.
+
 The view is the leader's (a monitoring view, not linearizable): a node's lag
 is how many log entries it is behind the leader's last entry.
 
@@ -45,6 +48,18 @@ def status(
                 "peers": [
                     {"node": p.node, "address": p.address, "match": p.match, "lag": p.lag}
                     for p in result.peers
+                ],
+                "groups": [
+                    {
+                        "group": g.group,
+                        "leader": g.leader,
+                        "leader_address": g.leader_address,
+                        "term": g.term,
+                        "commit": g.commit,
+                        "applied": g.applied,
+                        "last_index": g.last_index,
+                    }
+                    for g in result.groups
                 ],
             }
         )
@@ -81,3 +96,17 @@ def status(
             "?" if peer.lag is None else str(peer.lag),
         )
     console.print(table)
+    if len(result.groups) > 1:
+        groups = Table(title=f"Data groups, as node {result.node} sees them")
+        for column in ("group", "leader", "address", "term", "commit", "applied"):
+            groups.add_column(column, justify="left" if column == "address" else "right")
+        for group in result.groups:
+            groups.add_row(
+                str(group.group),
+                str(group.leader or "?"),
+                group.leader_address or "?",
+                str(group.term),
+                str(group.commit),
+                str(group.applied),
+            )
+        console.print(groups)

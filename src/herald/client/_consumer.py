@@ -27,7 +27,7 @@ from ._consumer_core import MAX_DELIVER, ConsumerCore, CoreDelivery, Mode
 from ._ops import Op
 
 if TYPE_CHECKING:
-    from .client import Client
+    from .client import _Session
 
 
 def settle_future(op: Op[Any]) -> None:
@@ -130,7 +130,9 @@ class Consumer:
     than when they expire.
     """
 
-    def __init__(self, client: Client, core: ConsumerCore) -> None:
+    def __init__(self, client: _Session, core: ConsumerCore) -> None:
+        # ``client`` is the session of the queue's data group (herald.client.client):
+        # it drives the core this consumer lives in.
         self._client = client
         self._core = core
         self._waiter: asyncio.Future[None] | None = None

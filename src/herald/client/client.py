@@ -75,6 +75,7 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
 from herald.errors import HeraldError, MessageTooLargeError, UsageError
+from herald.wire.placement import group_of
 from herald.wire.protocol import DeadLetter, PeekedMessage
 
 from ._addresses import DEFAULT_SEEDS, split_address
@@ -126,9 +127,9 @@ def _body(body: bytes | bytearray | memoryview | str) -> bytes:
 
 
 class _Link(asyncio.Protocol):
-    """The one TCP connection the core asked for: bytes in, bytes out."""
+    """The one TCP connection a core asked for: bytes in, bytes out."""
 
-    def __init__(self, client: Client, address: str) -> None:
+    def __init__(self, client: _Session, address: str) -> None:
         self.client = client
         self.address = address
         self.transport: asyncio.Transport | None = None
@@ -169,14 +170,170 @@ class _Link(asyncio.Protocol):
             self.task.cancel()
 
 
+class _Session:
+    """One client core and the connection it asks for, driven on the client's loop.
+
+    A client has one per data group of the cluster (``Client._sessions``, index =
+    group): each core keeps its own connection to its group's leader. A
+    consumer is driven through its queue's session (it calls the ``_``-methods
+    below as it would the client's)."""
+
+    def __init__(self, client: Client, core: ClientCore) -> None:
+        self._client = client
+        self._core = core
+        self._link: _Link | None = None
+        self._soon: asyncio.Handle | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_at: int | None = None
+
+    @property
+    def _loop(self) -> asyncio.AbstractEventLoop | None:
+        return self._client._loop
+
+    def _loop_or_raise(self) -> asyncio.AbstractEventLoop:
+        return self._client._loop_or_raise()
+
+    def _now(self) -> int:
+        return self._client._now()
+
+    def _future(self, op: Op[T]) -> asyncio.Future[T]:
+        return self._client._future(op)
+
+    def _forget_consumer(self, consumer: Consumer) -> None:
+        self._client._forget_consumer(consumer)
+
+    def _shutdown(self, now: int) -> None:
+        self._core.close(now)
+        self._drive(now)
+        for handle in (self._soon, self._timer):
+            if handle is not None:
+                handle.cancel()
+        self._soon = self._timer = None
+        self._timer_at = None
+
+    def _drive(self, now: int) -> None:
+        """Carry out the core's actions and arm the timer for its next wakeup."""
+        core = self._core
+        if core._actions:
+            self._run(core.take_actions())
+        if self._soon is not None:
+            return  # a tick is due this iteration: it arms the timer after it
+        if not core.wakeup_changed:
+            return
+        core.wakeup_changed = False
+        wakeup = core.next_wakeup()
+        if wakeup is None:
+            return
+        if wakeup <= now:
+            if self._soon is None:
+                self._soon = self._client._loop_or_raise().call_soon(self._on_soon)
+        elif self._timer_at is None or wakeup < self._timer_at:
+            if self._timer is not None:
+                self._timer.cancel()
+            self._timer_at = wakeup
+            self._timer = self._client._loop_or_raise().call_at(wakeup / 1_000_000, self._on_timer)
+
+    def _on_soon(self) -> None:
+        self._soon = None
+        now = self._client._now()
+        core = self._core
+        core.tick(now)
+        core.wakeup_changed = True  # (what the tick did is not tracked)
+        self._drive(now)
+
+    def _on_timer(self) -> None:
+        at = self._timer_at or 0
+        self._timer = None
+        self._timer_at = None
+        # The loop may run a timer a hair early; it was due at ``at``.
+        now = max(self._client._now(), at)
+        core = self._core
+        core.tick(now)
+        core.wakeup_changed = True
+        self._drive(now)
+
+    def _run(self, actions: list[Action]) -> None:
+        for action in actions:
+            kind = type(action)
+            if kind is Send:
+                link = self._link
+                if link is not None:
+                    link.write(cast(Send, action).data)
+            elif kind is Dial:
+                self._dial(cast(Dial, action).address)
+            else:
+                self._close_link()
+
+    def _dial(self, address: str) -> None:
+        self._close_link()
+        link = self._link = _Link(self, address)
+        loop = self._client._loop_or_raise()
+        try:
+            host, port = split_address(address)
+        except UsageError as error:  # a leader address from the server, malformed
+            loop.call_soon(self._dial_failed, link, str(error))
+            return
+        link.task = loop.create_task(self._open(link, host, port))
+
+    async def _open(self, link: _Link, host: str, port: int) -> None:
+        loop = self._client._loop_or_raise()
+        try:
+            await loop.create_connection(lambda: link, host, port)
+        except asyncio.CancelledError:
+            return  # abandoned by the core (a Close: it timed out, or the client closed)
+        except Exception as error:
+            self._dial_failed(link, str(error) or type(error).__name__)
+
+    def _dial_failed(self, link: _Link, reason: str) -> None:
+        if link is not self._link or link.closed:
+            return
+        link.closed = True
+        self._link = None
+        now = self._client._now()
+        self._core.dial_failed(reason, now)
+        self._drive(now)
+
+    def _close_link(self) -> None:
+        link = self._link
+        self._link = None
+        if link is not None:
+            link.close()
+
+    def _link_connected(self, link: _Link) -> None:
+        if link is not self._link:
+            link.close()
+            return
+        now = self._client._now()
+        self._core.connected(now)
+        self._drive(now)
+
+    def _link_data(self, link: _Link, data: bytes) -> None:
+        if link is not self._link:
+            return
+        now = self._client._now()
+        self._core.received(data, now)
+        self._drive(now)
+
+    def _link_lost(self, link: _Link, exc: Exception | None) -> None:
+        if link is not self._link:
+            return
+        self._link = None
+        now = self._client._now()
+        self._core.connection_lost(str(exc) if exc is not None else None, now)
+        self._drive(now)
+
+
 class Client:
-    """An asyncio client of a Herald cluster: one connection to the leader.
+    """An asyncio client of a Herald cluster: one connection to each group's leader.
 
     ``seeds``: where to look for the cluster: ``"host:port"``, a comma-separated
     string of them, or a list (default ``127.0.0.1:7430``). The client connects
     to a seed, learns the leader from its greeting (or from a ``NotLeaderError``
     answer) and keeps one connection to the leader, reconnecting with
-    exponential backoff and jitter when it fails.
+    exponential backoff and jitter when it fails. A cluster of many data groups
+    (``herald serve --groups``) says so in its greeting: the client then keeps a
+    connection to each group's leader and sends each request to the group of
+    its queue (:func:`herald.wire.placement.group_of`).
 
     ``timeout``: the default time limit of every call, in seconds.
     ``connect_timeout``: how long :meth:`connect` waits for a leader.
@@ -210,19 +367,23 @@ class Client:
         self.name = name or f"herald-py-{suffix}"
         #: This client's idempotent-producer id (random, one per instance).
         self.producer_id = f"{self.name}/{suffix}" if name else self.name
-        self._core = ClientCore(
-            seeds,
-            name=self.name,
-            producer_id=self.producer_id,
-            rng=random.Random(),
-            timeout=max(1, _us(timeout)),
-            linger=_us(linger),
-            idempotent=idempotent,
-            max_in_flight=max_in_flight,
-            connect_timeout=max(1, _us(connect_timeout)),
-        )
-        self._core.log = _log.log
-        self.seeds = self._core.seeds
+        self._core_options: dict[str, Any] = {
+            "name": self.name,
+            "producer_id": self.producer_id,
+            "timeout": max(1, _us(timeout)),
+            "linger": _us(linger),
+            "idempotent": idempotent,
+            "max_in_flight": max_in_flight,
+            "connect_timeout": max(1, _us(connect_timeout)),
+        }
+        self._rng = random.Random()
+        core = ClientCore(seeds, rng=random.Random(self._rng.getrandbits(64)), **self._core_options)
+        core.log = _log.log
+        self._core = core
+        #: One per data group (index = group); more are added once the first
+        #: greeting names the cluster's group count.
+        self._sessions: list[_Session] = [_Session(self, core)]
+        self.seeds = core.seeds
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.linger = linger
@@ -230,10 +391,6 @@ class Client:
         self.max_in_flight = max_in_flight
         self._consumers: list[Consumer] = []
         self._loop: asyncio.AbstractEventLoop | None = None
-        self._link: _Link | None = None
-        self._soon: asyncio.Handle | None = None
-        self._timer: asyncio.TimerHandle | None = None
-        self._timer_at: int | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -263,6 +420,7 @@ class Client:
         except BaseException:
             self._shutdown()
             raise
+        self._grow()
 
     async def close(self, *, flush: bool = True) -> None:
         """Leave every consumer's group, wait for the publishes in flight (when
@@ -281,13 +439,38 @@ class Client:
         if self._loop is None:
             return
         now = self._now()
-        self._core.close(now)
-        self._drive(now)
-        for handle in (self._soon, self._timer):
-            if handle is not None:
-                handle.cancel()
-        self._soon = self._timer = None
-        self._timer_at = None
+        for session in self._sessions:
+            session._shutdown(now)
+
+    def _grow(self) -> None:
+        """A session per data group the cluster has (told by the first greeting);
+        each new one starts looking for its group's leader at once."""
+        groups = self._core.groups
+        sessions = self._sessions
+        if groups <= len(sessions) or self._core.closed or self._loop is None:
+            return
+        now = self._now()
+        for group in range(len(sessions), groups):
+            core = ClientCore(
+                self.seeds,
+                rng=random.Random(self._rng.getrandbits(64)),
+                group=group,
+                **self._core_options,
+            )
+            core.log = _log.log
+            session = _Session(self, core)
+            sessions.append(session)
+            core.connect(now)  # nobody waits on it: the group's calls do
+            session._drive(now)
+
+    def _session_for(self, queue: str) -> _Session:
+        """The session of ``queue``'s data group."""
+        sessions = self._sessions
+        if len(sessions) < self._core.groups:
+            self._grow()
+        if len(sessions) == 1:
+            return sessions[0]
+        return sessions[group_of(queue, len(sessions))]
 
     async def __aenter__(self) -> Client:
         await self.start()
@@ -303,18 +486,23 @@ class Client:
 
     @property
     def connected(self) -> bool:
-        """True while a connection to the leader is open."""
-        return self._core.is_connected
+        """True while a connection to every group's leader is open."""
+        return all(session._core.is_connected for session in self._sessions)
 
     @property
     def leader(self) -> str | None:
-        """The address of the leader this client is connected to, if it is."""
+        """The address of the leader (of group 0) this client is connected to, if it is."""
         return self._core.leader
 
     @property
     def core(self) -> ClientCore:
-        """The sans-IO client core underneath (for tests, benchmarks, monitoring)."""
+        """The sans-IO client core of group 0 (for tests, benchmarks, monitoring)."""
         return self._core
+
+    @property
+    def cores(self) -> list[ClientCore]:
+        """The sans-IO client core of each data group, in group order."""
+        return [session._core for session in self._sessions]
 
     # -- driving the core ---------------------------------------------------------------
 
@@ -346,115 +534,9 @@ class Client:
         return future
 
     def _drive(self, now: int) -> None:
-        """Carry out the core's actions and arm the timer for its next wakeup."""
-        core = self._core
-        if core._actions:
-            self._run(core.take_actions())
-        if self._soon is not None:
-            return  # a tick is due this iteration: it arms the timer after it
-        if not core.wakeup_changed:
-            return
-        core.wakeup_changed = False
-        wakeup = core.next_wakeup()
-        if wakeup is None:
-            return
-        if wakeup <= now:
-            if self._soon is None:
-                self._soon = self._loop_or_raise().call_soon(self._on_soon)
-        elif self._timer_at is None or wakeup < self._timer_at:
-            if self._timer is not None:
-                self._timer.cancel()
-            self._timer_at = wakeup
-            self._timer = self._loop_or_raise().call_at(wakeup / 1_000_000, self._on_timer)
-
-    def _on_soon(self) -> None:
-        self._soon = None
-        now = self._now()
-        core = self._core
-        core.tick(now)
-        core.wakeup_changed = True  # (what the tick did is not tracked)
-        self._drive(now)
-
-    def _on_timer(self) -> None:
-        at = self._timer_at or 0
-        self._timer = None
-        self._timer_at = None
-        # The loop may run a timer a hair early; it was due at ``at``.
-        now = max(self._now(), at)
-        core = self._core
-        core.tick(now)
-        core.wakeup_changed = True
-        self._drive(now)
-
-    def _run(self, actions: list[Action]) -> None:
-        for action in actions:
-            kind = type(action)
-            if kind is Send:
-                link = self._link
-                if link is not None:
-                    link.write(cast(Send, action).data)
-            elif kind is Dial:
-                self._dial(cast(Dial, action).address)
-            else:
-                self._close_link()
-
-    def _dial(self, address: str) -> None:
-        self._close_link()
-        link = self._link = _Link(self, address)
-        loop = self._loop_or_raise()
-        try:
-            host, port = split_address(address)
-        except UsageError as error:  # a leader address from the server, malformed
-            loop.call_soon(self._dial_failed, link, str(error))
-            return
-        link.task = loop.create_task(self._open(link, host, port))
-
-    async def _open(self, link: _Link, host: str, port: int) -> None:
-        loop = self._loop_or_raise()
-        try:
-            await loop.create_connection(lambda: link, host, port)
-        except asyncio.CancelledError:
-            return  # abandoned by the core (a Close: it timed out, or the client closed)
-        except Exception as error:
-            self._dial_failed(link, str(error) or type(error).__name__)
-
-    def _dial_failed(self, link: _Link, reason: str) -> None:
-        if link is not self._link or link.closed:
-            return
-        link.closed = True
-        self._link = None
-        now = self._now()
-        self._core.dial_failed(reason, now)
-        self._drive(now)
-
-    def _close_link(self) -> None:
-        link = self._link
-        self._link = None
-        if link is not None:
-            link.close()
-
-    def _link_connected(self, link: _Link) -> None:
-        if link is not self._link:
-            link.close()
-            return
-        now = self._now()
-        self._core.connected(now)
-        self._drive(now)
-
-    def _link_data(self, link: _Link, data: bytes) -> None:
-        if link is not self._link:
-            return
-        now = self._now()
-        self._core.received(data, now)
-        self._drive(now)
-
-    def _link_lost(self, link: _Link, exc: Exception | None) -> None:
-        if link is not self._link:
-            return
-        self._link = None
-        now = self._now()
-        self._core.connection_lost(str(exc) if exc is not None else None, now)
-        self._drive(now)
+        """Carry out every core's actions and arm their timers."""
+        for session in self._sessions:
+            session._drive(now)
 
     def _forget_consumer(self, consumer: Consumer) -> None:
         if consumer in self._consumers:
@@ -508,8 +590,10 @@ class Client:
         pairs = _headers(headers) if headers else _NO_HEADERS
         now = int(loop.time() * 1_000_000)
         future: asyncio.Future[Receipt] = loop.create_future()
+        session = self._sessions[0] if len(self._sessions) == 1 else self._session_for(queue)
+        core = session._core
         try:
-            op = self._core.publish_now(
+            op = core.publish_now(
                 queue, body, pairs, key, None if timeout is None else _us(timeout), now
             )
         except MessageTooLargeError as error:
@@ -523,18 +607,20 @@ class Client:
         else:
             op.tag = future
             op.on_done = settle_future
-        if self._soon is None or self._core._actions:
-            self._drive(now)  # (else a tick is due this iteration: it drives)
+        if session._soon is None or core._actions:
+            session._drive(now)  # (else a tick is due this iteration: it drives)
         return future
 
     async def flush(self) -> None:
         """Wait until every publish issued so far is confirmed or has failed."""
         now = self._now()
-        await self._wait(self._core.flush(now), now)
+        ops = [session._core.flush(now) for session in self._sessions]
+        for op in ops:
+            await self._wait(op, now)
 
     def in_flight(self, queue: str) -> int:
         """Publishes to ``queue`` sent and not yet confirmed (plus those waiting to be sent)."""
-        return self._core.in_flight_publishes(queue)
+        return self._session_for(queue)._core.in_flight_publishes(queue)
 
     # -- consuming ------------------------------------------------------------------------
 
@@ -588,7 +674,8 @@ class Client:
             raise UsageError(f"lease must be positive, not {lease}")
         if wait < 0 or session_timeout <= 0:
             raise UsageError("wait must not be negative and session_timeout must be positive")
-        core = self._core.consumer(
+        session = self._session_for(queue)
+        core = session._core.consumer(
             queue,
             group,
             consumer=name,
@@ -601,7 +688,7 @@ class Client:
             limit=limit,
             delivery_type=Delivery,
         )
-        created = Consumer(self, core)
+        created = Consumer(session, core)
         self._consumers.append(created)
         return created
 
@@ -650,14 +737,17 @@ class Client:
                     raise UsageError(f"{key} must be a positive number of seconds, not {seconds!r}")
                 given[key] = max(1, round(seconds * 1_000_000))
         now = self._now()
-        op = self._core.create_queue(name, given, timeout=_timeout(timeout), now=now)
+        op = self._session_for(name)._core.create_queue(
+            name, given, timeout=_timeout(timeout), now=now
+        )
         return await self._wait(op, now)
 
     async def delete_queue(self, name: str, *, timeout: float | None = None) -> None:
         """Delete a queue with its messages, groups and dead letters. Not retried.
         Raises UnknownQueueError."""
         now = self._now()
-        await self._wait(self._core.delete_queue(name, timeout=_timeout(timeout), now=now), now)
+        core = self._session_for(name)._core
+        await self._wait(core.delete_queue(name, timeout=_timeout(timeout), now=now), now)
 
     async def purge(
         self, name: str, *, dead_letters: bool = False, timeout: float | None = None
@@ -665,24 +755,37 @@ class Client:
         """Drop every message of the queue (and its dead letters if asked); returns how
         many messages were dropped. Not retried."""
         now = self._now()
-        op = self._core.purge(name, dead_letters=dead_letters, timeout=_timeout(timeout), now=now)
+        op = self._session_for(name)._core.purge(
+            name, dead_letters=dead_letters, timeout=_timeout(timeout), now=now
+        )
         return await self._wait(op, now)
 
     async def delete_group(self, queue: str, group: str, *, timeout: float | None = None) -> None:
         """Delete a consumer group with its leases and dead letters. Not retried."""
         now = self._now()
-        op = self._core.delete_group(queue, group, timeout=_timeout(timeout), now=now)
+        op = self._session_for(queue)._core.delete_group(
+            queue, group, timeout=_timeout(timeout), now=now
+        )
         await self._wait(op, now)
 
     async def queues(self, *, timeout: float | None = None) -> list[str]:
-        """The names of every queue, sorted."""
+        """The names of every queue (of every data group), sorted."""
         now = self._now()
-        return await self._wait(self._core.queues(timeout=_timeout(timeout), now=now), now)
+        self._grow()
+        ops = [
+            session._core.queues(timeout=_timeout(timeout), now=now) for session in self._sessions
+        ]
+        names: list[str] = []
+        for op in ops:
+            found: list[str] = await self._wait(op, now)
+            names.extend(found)
+        return sorted(names)
 
     async def stats(self, queue: str, *, timeout: float | None = None) -> QueueStats:
         """The queue's gauges, counters, options and groups (times in microseconds)."""
         now = self._now()
-        return await self._wait(self._core.stats(queue, timeout=_timeout(timeout), now=now), now)
+        core = self._session_for(queue)._core
+        return await self._wait(core.stats(queue, timeout=_timeout(timeout), now=now), now)
 
     async def dead_letters(
         self,
@@ -695,7 +798,9 @@ class Client:
         """The queue's dead letters (of one group, if given) in the order they died,
         at most ``limit`` (0: all), each with its delivery history."""
         now = self._now()
-        op = self._core.dead_letters(queue, group, limit=limit, timeout=_timeout(timeout), now=now)
+        op = self._session_for(queue)._core.dead_letters(
+            queue, group, limit=limit, timeout=_timeout(timeout), now=now
+        )
         return await self._wait(op, now)
 
     async def peek(
@@ -717,7 +822,9 @@ class Client:
         linearizable read, resent after a lost connection.
         """
         now = self._now()
-        op = self._core.peek(queue, group, limit=limit, timeout=_timeout(timeout), now=now)
+        op = self._session_for(queue)._core.peek(
+            queue, group, limit=limit, timeout=_timeout(timeout), now=now
+        )
         return await self._wait(op, now)
 
     async def redrive(
@@ -731,7 +838,9 @@ class Client:
         """Move dead letters of ``group`` back for redelivery (all of them when
         ``sequences`` is empty); returns how many moved. Not retried."""
         now = self._now()
-        op = self._core.redrive(queue, group, sequences, timeout=_timeout(timeout), now=now)
+        op = self._session_for(queue)._core.redrive(
+            queue, group, sequences, timeout=_timeout(timeout), now=now
+        )
         return await self._wait(op, now)
 
     async def status(self, *, timeout: float | None = None) -> ClusterStatus:

@@ -281,6 +281,7 @@ class ClientCore:
         idempotent: bool = True,
         max_in_flight: int = MAX_IN_FLIGHT,
         connect_timeout: int | None = None,
+        group: int = 0,
     ) -> None:
         if timeout <= 0 or linger < 0 or (connect_timeout is not None and connect_timeout <= 0):
             raise UsageError("timeouts must be positive and linger must not be negative")
@@ -288,7 +289,14 @@ class ClientCore:
             raise UsageError(f"max_in_flight must be in 1..{MAX_IN_FLIGHT}, not {max_in_flight}")
         check_name("client", name)
         check_name("producer", producer_id)
+        if group < 0:
+            raise UsageError(f"a data group is not negative: {group}")
         self.seeds = parse_seeds(seeds)
+        #: The data group whose leader this core connects to (herald.wire.placement):
+        #: a client of a cluster of many groups has a core per group.
+        self.group = group
+        #: The cluster's data groups, from the last Welcome (0: none seen yet).
+        self.groups = 0
         self.name = name
         self.producer_id = producer_id
         self.timeout = timeout
@@ -642,11 +650,19 @@ class ClientCore:
             self._actions.append(Close("refused"))
             self._attempt_failed(f"{answer.code}: {error}")
             return
-        if answer.leader and answer.leader == answer.node:
+        self.groups = answer.groups
+        leader, target = answer.leader, answer.leader_address
+        if self.group:
+            if self.group >= answer.groups:
+                self._actions.append(Close("no such group"))
+                self._attempt_failed(f"the cluster has no data group {self.group}")
+                return
+            leaders = answer.leaders
+            leader, target = leaders[self.group] if self.group < len(leaders) else (0, "")
+        if leader and leader == answer.node:
             self._install(answer)
             return
         self._actions.append(Close("not the leader"))
-        target = answer.leader_address
         if target and target != self._address and self._redirects + 1 < MAX_REDIRECTS:
             self._redirects += 1
             self._dial(target)
@@ -1376,9 +1392,13 @@ class ClientCore:
         )
 
     def queues(self, *, timeout: int | None = None, now: int) -> Op[list[str]]:
-        """The names of every queue, sorted."""
+        """The names of every queue of this core's data group, sorted."""
         return self._call(
-            ListQueues(self.new_id()), retry=True, convert=_names, timeout=timeout, now=now
+            ListQueues(self.new_id(), self.group),
+            retry=True,
+            convert=_names,
+            timeout=timeout,
+            now=now,
         )
 
     def stats(self, queue: str, *, timeout: int | None = None, now: int) -> Op[QueueStats]:

@@ -29,6 +29,7 @@ __all__ = [
     "DeliveryMode",
     "Durability",
     "GroupStats",
+    "GroupStatus",
     "PeerStatus",
     "QueueCounters",
     "QueueOptions",
@@ -69,10 +70,26 @@ class PeerStatus(msgspec.Struct, frozen=True):
     lag: int | None = None
 
 
+class GroupStatus(msgspec.Struct, frozen=True):
+    """One data group (a Raft group) as the answering node sees it: the node's
+    role in it, the group's term and leader, and the node's indexes of its log."""
+
+    group: int
+    role: str = ""
+    term: int = 0
+    leader: int = 0
+    leader_address: str = ""
+    commit: int = 0
+    applied: int = 0
+    last_index: int = 0
+
+
 class ClusterStatus(msgspec.Struct, frozen=True):
     """The cluster as the answering node sees it (a monitoring view, not linearizable).
 
     ``peers`` holds each node's replication progress; only a leader knows it.
+    The top-level Raft fields are data group 0's; ``groups`` has every group's
+    (one entry for a cluster of one group).
     """
 
     node: int
@@ -90,6 +107,7 @@ class ClusterStatus(msgspec.Struct, frozen=True):
     #: newest first, and since it started (milliseconds).
     loop_lag_ms: list[float] = []
     loop_lag_max_ms: float = 0.0
+    groups: list[GroupStatus] = []
 
 
 _DURABILITY = {d.value: d for d in Durability}

@@ -25,6 +25,9 @@ DEFAULT_ADDRESS: Final = f"127.0.0.1:{DEFAULT_PORT}"
 DEFAULT_DATA_DIR: Final = "herald-data"
 DEFAULT_CLUSTER: Final = "herald"
 MIB: Final = 1 << 20
+#: The most data groups a node hosts (each costs a log store, a broker and a
+#: tick's work; far more than two cores can use).
+MAX_GROUPS: Final = 64
 
 
 def parse_address(text: str) -> tuple[str, int]:
@@ -80,6 +83,10 @@ class NodeConfig:
     listen: str = ""
     data_dir: str = DEFAULT_DATA_DIR
     cluster: str = DEFAULT_CLUSTER
+    #: Data groups, each a Raft group of every voter with its own log and
+    #: broker; a queue lives in one (herald.wire.placement). Fixed when the
+    #: cluster is created: every node must have the same.
+    groups: int = 1
     #: Open the write-ahead log with repair: damaged log suffixes are cut away.
     repair: bool = False
     #: Where to dial a peer when it is not its ``peers`` address (a proxy in
@@ -183,6 +190,8 @@ class NodeConfig:
         ):
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive")
+        if not 1 <= self.groups <= MAX_GROUPS:
+            raise ConfigError(f"groups must be in 1..{MAX_GROUPS}, not {self.groups}")
         if self.retain_entries < 0 or self.log_cache_bytes < 0:
             raise ConfigError("retain_entries and log_cache_bytes must not be negative")
         if self.handshake_timeout <= 0 or self.read_timeout <= 0 or self.shutdown_grace < 0:

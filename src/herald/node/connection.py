@@ -1,7 +1,7 @@
 """One accepted connection, sans-IO: the handshake, then a client's requests or a peer's messages.
 
 :class:`ServerConnection` turns the bytes a connection delivers into calls on
-the :class:`~herald.node.server.ServerCore` and collects the bytes to send
+the :class:`~herald.node.groups.NodeCore` and collects the bytes to send
 back. The asyncio server wraps one around every accepted socket; the
 simulator wraps one around every simulated connection, so both worlds run the
 same handshake, framing and error handling.
@@ -41,7 +41,8 @@ from herald.wire.frames import (
 from herald.wire.protocol import ErrorInfo, Refused, Reply
 
 from .clock import Instant
-from .server import ClientLink, ServerCore
+from .groups import NodeCore
+from .server import ClientLink
 
 __all__ = ["ServerConnection"]
 
@@ -66,7 +67,7 @@ class ServerConnection:
         "write_blocked",
     )
 
-    def __init__(self, core: ServerCore, name: str) -> None:
+    def __init__(self, core: NodeCore, name: str) -> None:
         self.core = core
         self.name = name
         self.decoder = FrameDecoder(core.config.max_frame)

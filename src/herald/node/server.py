@@ -95,6 +95,7 @@ from herald.errors import (
     RequestTimeoutError,
     ShuttingDownError,
     UnavailableError,
+    UsageError,
 )
 from herald.raft import (
     Config,
@@ -111,7 +112,7 @@ from herald.raft import (
     Storage,
 )
 from herald.wire import protocol as w
-from herald.wire.protocol import PROTOCOL_VERSION, ErrorInfo, Reply
+from herald.wire.protocol import ErrorInfo, Reply
 
 from .clock import Instant, LogClock
 from .config import NodeConfig
@@ -296,11 +297,18 @@ class ServerCore:
         raft_class: type[Raft] = Raft,
         host_class: type[NodeHost] = NodeHost,
         group: int = 0,
+        group_count: int = 1,
     ) -> None:
         self.config = config
         self.node_id = config.node_id
-        #: The Raft group this core serves (a node is to host many: docs/design.md).
+        #: The data group this core serves, of ``group_count`` on the node
+        #: (herald.node.groups.NodeCore runs one core per group).
         self.group = group
+        self.group_count = group_count
+        if not 0 <= group < group_count:
+            raise UsageError(f"group {group} is not one of 0..{group_count - 1}")
+        #: What a Status request is answered with (the node's view, set by NodeCore).
+        self.status_view: Callable[[], dict[str, object]] = self.status
         self.now = now
         self.broker = broker if broker is not None else Broker()
         # Message bodies stay in the log: the broker reads them back from it.
@@ -418,6 +426,10 @@ class ServerCore:
         if not link.dirty:
             link.dirty = True
             self._dirty.append(link)
+
+    def answer(self, link: ClientLink, reply: Reply) -> None:
+        """Send ``reply`` on ``link`` with this core's replies (the node's own answers)."""
+        self._reply(link, reply)
 
     def _error(self, slot: _Slot, info: ErrorInfo) -> None:
         self._reply(slot.link, Reply(slot.request.id, False, None, info))
@@ -1044,6 +1056,13 @@ class ServerCore:
     # -- reads --------------------------------------------------------------------------------
 
     def _on_read(self, link: ClientLink, request: w.Request, stamp: int) -> None:
+        if type(request) is w.ListQueues and request.group != self.group:
+            info = ErrorInfo(
+                "InvalidCommandError",
+                f"no data group {request.group}: the cluster's are 0..{self.group_count - 1}",
+            )
+            self._reply(link, Reply(request.id, False, None, info))
+            return
         self._reads.append(_Slot(link, request, 0))
 
     def _issue_reads(self) -> None:
@@ -1132,7 +1151,7 @@ class ServerCore:
     # -- status and handshakes ------------------------------------------------------------------
 
     def _on_status(self, link: ClientLink, request: w.Request, stamp: int) -> None:
-        self._reply(link, Reply(request.id, True, self.status()))
+        self._reply(link, Reply(request.id, True, self.status_view()))
 
     def note_loop_lag(self, lag: int, now: Instant) -> None:
         """The shell's event loop was kept from its timer ``lag`` microseconds: kept as
@@ -1187,17 +1206,6 @@ class ServerCore:
         if hello.node == self.node_id or hello.node not in config.peers:
             return f"node {hello.node} is not a peer of node {self.node_id}: check --peers"
         return ""
-
-    def welcome(self) -> w.Welcome:
-        leader = self._raft.lead
-        return w.Welcome(
-            PROTOCOL_VERSION,
-            self.node_id,
-            leader,
-            self.config.peers.get(leader, ""),
-            self.config.max_in_flight,
-            self.config.max_frame,
-        )
 
     # -- shutting down --------------------------------------------------------------------------
 

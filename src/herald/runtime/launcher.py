@@ -306,9 +306,11 @@ class LocalCluster:
         with Probe(self.nodes[node_id].address, timeout, name="launcher") as probe:
             return probe.status()
 
-    def leader(self, timeout: float = 10.0, among: Iterable[int] | None = None) -> int:
-        """The node that leads (per the highest term any running node reports), once
-        one does. Raises HeraldError after ``timeout``."""
+    def leader(
+        self, timeout: float = 10.0, among: Iterable[int] | None = None, *, group: int = 0
+    ) -> int:
+        """The node that leads data group ``group`` (per the highest term any running
+        node reports), once one does. Raises HeraldError after ``timeout``."""
         candidates = list(self.nodes if among is None else among)
         deadline = time.monotonic() + timeout
         while True:
@@ -317,14 +319,17 @@ class LocalCluster:
                 node = self.nodes[node_id]
                 if not node.running or node.paused:
                     continue
-                with contextlib.suppress(OSError, HeraldError):
+                with contextlib.suppress(OSError, HeraldError, LookupError):
                     status = self.status(node_id, timeout=1.0)
+                    if group:
+                        status = status["groups"][group]
                     if status["role"] == "leader" and (best is None or status["term"] > best[0]):
                         best = (status["term"], node_id)
             if best is not None:
                 return best[1]
             if time.monotonic() >= deadline:
-                raise HeraldError(f"no leader among nodes {candidates} within {timeout:g} s")
+                which = f" of group {group}" if group else ""
+                raise HeraldError(f"no leader{which} among nodes {candidates} within {timeout:g} s")
             time.sleep(0.05)
 
     def log_tail(self, node_id: int, lines: int = 20) -> str:

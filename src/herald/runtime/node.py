@@ -50,9 +50,11 @@ from concurrent.futures import ThreadPoolExecutor
 from herald.broker import Broker
 from herald.errors import OutcomeUnknownError, ShuttingDownError, StorageError
 from herald.node.clock import Instant
+from herald.node.groups import NodeCore, NodeReady
 from herald.node.server import ClientLink, ServerCore
-from herald.raft import Entry, ReadState, Ready, Snapshot, Storage
+from herald.raft import Entry, ReadState, Snapshot, Storage
 from herald.storage import FileSystem, OsFileSystem, WalLogStore
+from herald.storage.layout import claim_group_count, group_dir
 from herald.storage.volatile import VolatileFileSystem
 
 from .config import NodeConfig, parse_address
@@ -106,29 +108,54 @@ class NodeServer:
         self._by_link: dict[int, Connection] = {}
         self.transport = PeerTransport(self)
         fs: FileSystem = VolatileFileSystem() if config.volatile_storage else OsFileSystem()
-        self.store = WalLogStore(
-            fs, config.data_dir, repair=config.repair, cache_bytes=config.log_cache_bytes
-        )
+        claim_group_count(fs, config.data_dir, config.groups, repair=config.repair)
+        #: One log store per data group (herald.storage.layout).
+        self.stores: list[WalLogStore] = []
         started = time.monotonic()
+        rng = random.Random()
         try:
-            self.core = ServerCore(
-                config, self.store, self.transport, random.Random(), now(), observer=_Logger()
-            )
+            for group in range(config.groups):
+                self.stores.append(
+                    WalLogStore(
+                        fs,
+                        group_dir(config.data_dir, group),
+                        repair=config.repair,
+                        cache_bytes=config.log_cache_bytes,
+                    )
+                )
+            clock = now()
+
+            def make_core(group: int) -> ServerCore:
+                return ServerCore(
+                    config,
+                    self.stores[group],
+                    self.transport,
+                    random.Random(rng.getrandbits(64)),
+                    clock,
+                    observer=_Logger(),
+                    group=group,
+                    group_count=config.groups,
+                )
+
+            self.core = NodeCore(config, config.groups, make_core)
         except BaseException:
-            self.store.close()
+            for store in self.stores:
+                store.close()
             raise
-        raft_log = self.core.host.node.raft.log
-        log.info(
-            "node %d recovered in %.3f s: state at %d, log %d..%d, commit %d",
-            config.node_id,
-            time.monotonic() - started,
-            raft_log.applied,
-            raft_log.first_index(),
-            raft_log.last_index(),
-            raft_log.committed,
-        )
+        for group_core in self.core.cores:
+            raft_log = group_core.host.node.raft.log
+            log.info(
+                "node %d%s recovered in %.3f s: state at %d, log %d..%d, commit %d",
+                config.node_id,
+                f" group {group_core.group}" if config.groups > 1 else "",
+                time.monotonic() - started,
+                raft_log.applied,
+                raft_log.first_index(),
+                raft_log.last_index(),
+                raft_log.committed,
+            )
         self.now = now
-        self._role_leading = self.core.is_leader()
+        self._leading = set(self.core.leading())
         self._kicked = False
         self._syncing = False
         self._stopping = False
@@ -201,17 +228,25 @@ class NodeServer:
         await self._close()
 
     async def _hand_over_leadership(self) -> None:
+        """Every group this node leads goes to its most up-to-date follower first."""
         assert self._loop is not None
-        target = self.core.handover_target()
-        if not target:
-            return
-        log.info("handing leadership to node %d before shutting down", target)
-        if not self.core.transfer_leadership(target):
+        moving = []
+        for core in self.core.cores:
+            target = core.handover_target()
+            if target and core.transfer_leadership(target):
+                which = f" of group {core.group}" if self.config.groups > 1 else ""
+                log.info("handing leadership%s to node %d before shutting down", which, target)
+                moving.append(core)
+        if not moving:
             return
         self.kick()
         ticks = self.config.election_tick_max * 2
         deadline = self._loop.time() + ticks * self.config.tick_interval
-        while self.core.is_leader() and self._loop.time() < deadline and not self._closed:
+        while (
+            any(core.is_leader() for core in moving)
+            and self._loop.time() < deadline
+            and not self._closed
+        ):
             await asyncio.sleep(0.005)
 
     async def _close(self) -> None:
@@ -236,13 +271,15 @@ class NodeServer:
         try:
             if not failed:
                 # Commit-index records are written without an fsync; make them durable.
-                self.store.sync()
+                for store in self.stores:
+                    store.sync()
                 clean = True
                 self._checkpoint_at_stop()
         finally:
             # A clean close leaves the segments' descriptions: the next start
             # need not read the log (herald.storage.logstore.WalLogStore.close).
-            self.store.close(clean=clean)
+            for store in self.stores:
+                store.close(clean=clean)
             for pool in (self._fsync_pool, self._checkpoint_pool):
                 if pool is not None:
                     pool.shutdown(wait=True)
@@ -320,14 +357,14 @@ class NodeServer:
         except Exception as error:
             self.fatal(error)
 
-    def _start_sync(self, rd: Ready) -> None:
+    def _start_sync(self, rd: NodeReady) -> None:
         assert self._loop is not None and self._fsync_pool is not None
         self._syncing = True
         future = self._loop.run_in_executor(self._fsync_pool, self.core.sync, rd)
         self._sync_future = future
         future.add_done_callback(lambda done: self._synced(rd, done))
 
-    def _synced(self, rd: Ready, future: asyncio.Future[None]) -> None:
+    def _synced(self, rd: NodeReady, future: asyncio.Future[None]) -> None:
         self._syncing = False
         self._sync_future = None
         self.syncs += 1
@@ -378,22 +415,31 @@ class NodeServer:
             self._write_checkpoint()
         self.kick()  # a checkpoint written whole is kept by the next sync
 
-    def _finish(self, rd: Ready) -> None:
+    def _finish(self, rd: NodeReady) -> None:
         core = self.core
         core.finish(rd, self.now())
-        if rd.soft_state is not None:
-            leading = core.is_leader()
-            if leading != self._role_leading:
-                self._role_leading = leading
-                if leading:
-                    log.info("node %d is the leader of term %d", self.node_id, core.term)
-                else:
-                    log.info(
-                        "node %d stepped down in term %d (leader now %s)",
-                        self.node_id,
-                        core.term,
-                        core.leader or "unknown",
-                    )
+        for group_core, group_rd in rd.parts:
+            if group_rd.soft_state is not None:
+                self._note_role(group_core)
+
+    def _note_role(self, core: ServerCore) -> None:
+        leading = core.is_leader()
+        group = core.group
+        if leading == (group in self._leading):
+            return
+        which = f" of group {group}" if self.config.groups > 1 else ""
+        if leading:
+            self._leading.add(group)
+            log.info("node %d is the leader%s in term %d", self.node_id, which, core.term)
+        else:
+            self._leading.discard(group)
+            log.info(
+                "node %d stepped down%s in term %d (leader now %s)",
+                self.node_id,
+                which,
+                core.term,
+                core.leader or "unknown",
+            )
 
     def _flush_output(self) -> None:
         by_link = self._by_link

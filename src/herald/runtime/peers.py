@@ -73,6 +73,7 @@ class _Dialer(asyncio.Protocol):
             "peer",
             node=server.config.node_id,
             cluster=server.config.cluster,
+            groups=server.config.groups,
         )
         write(transport, encode_frame(hello))
 

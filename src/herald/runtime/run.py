@@ -156,7 +156,9 @@ def serve(config: NodeConfig, *, out: TextIO | None = None, parent_pid: int = 0)
         voters = len(config.voters)
         print(
             f"herald node {config.node_id} serving on {config.listen_address} "
-            f"(cluster of {voters}, data in {config.data_dir})",
+            f"(cluster of {voters}"
+            + (f", {config.groups} groups" if config.groups > 1 else "")
+            + f", data in {config.data_dir})",
             file=out,
             flush=True,
         )

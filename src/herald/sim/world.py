@@ -34,6 +34,7 @@ from herald.errors import (
     UnsupportedFormatError,
 )
 from herald.node.clock import Instant
+from herald.node.groups import NodeCore, NodeReady
 from herald.node.host import HostObserver, NodeHost, Transport
 from herald.node.server import ServerCore
 from herald.raft import (
@@ -155,7 +156,7 @@ class SimNode:
     host: NodeHost | None = None
     machine: DigestStateMachine | None = None
     #: The request core, in worlds whose clients speak Herald's protocol.
-    server: ServerCore | None = None
+    server: NodeCore | None = None
     up: bool = False
     paused: bool = False
     incarnation: int = 0
@@ -171,7 +172,7 @@ class SimNode:
     #: Client bytes that arrived while paused: (link, data).
     held_bytes: list[tuple[SimLink, bytes]] = field(default_factory=list)
     held: list[Message] = field(default_factory=list)
-    deferred: list[Ready] = field(default_factory=list)
+    deferred: list[Ready | NodeReady] = field(default_factory=list)
     #: A slice of a checkpoint is being written (an event of its own, beside the
     #: Ready cycles, as the real runtime's checkpoint thread runs beside its loop).
     writing_checkpoint: bool = False
@@ -330,7 +331,7 @@ class World:
             return
         node.incarnation += 1
         machine: DigestStateMachine | None = None
-        server: ServerCore | None = None
+        server: NodeCore | None = None
         try:
             store = WalLogStore(
                 node.disk,
@@ -349,8 +350,9 @@ class World:
             observer = _Observer(self, node)
             if self.server_factory is not None:
                 now = self.instant(node)
-                server = self.server_factory(node, store, transport, rng, now, observer)
-                host = server.host
+                core = self.server_factory(node, store, transport, rng, now, observer)
+                server = NodeCore(core.config, 1, lambda group: core)
+                host = core.host
             else:
                 machine = self.machine_factory()
                 host = self.host_class(
@@ -620,6 +622,7 @@ class World:
                 server = node.server
                 if host.busy:
                     break
+                rd: Ready | NodeReady | None
                 rd = server.begin(self.instant(node)) if server is not None else host.begin()
                 if rd is None:
                     break
@@ -633,8 +636,10 @@ class World:
                     )
                     break
                 if server is not None:
+                    assert isinstance(rd, NodeReady)
                     server.finish(rd, self.instant(node))
                 else:
+                    assert isinstance(rd, Ready)
                     host.finish(rd)
                 if node.host is not None:
                     self._observe(node, host)
@@ -645,7 +650,7 @@ class World:
         if node.server is not None and node.incarnation == incarnation and self.on_output:
             self.on_output(node)
 
-    def _fsync_done(self, node: SimNode, incarnation: int, rd: Ready) -> None:
+    def _fsync_done(self, node: SimNode, incarnation: int, rd: Ready | NodeReady) -> None:
         if node.incarnation != incarnation or node.host is None:
             return
         if node.paused:
@@ -653,16 +658,19 @@ class World:
             return
         self._finish(node, rd)
 
-    def _finish(self, node: SimNode, rd: Ready) -> None:
+    def _finish(self, node: SimNode, rd: Ready | NodeReady) -> None:
         host = node.host
         assert host is not None
         incarnation = node.incarnation
         server = node.server
         try:
-            host.sync(rd)
             if server is not None:
+                assert isinstance(rd, NodeReady)
+                server.sync(rd)
                 server.finish(rd, self.instant(node))
             else:
+                assert isinstance(rd, Ready)
+                host.sync(rd)
                 host.finish(rd)
         except _RUNNING_FAILURES as error:
             if node.incarnation == incarnation:
@@ -908,7 +916,7 @@ def _digests(broker: Broker) -> DigestStateMachine:
     return digests
 
 
-def _digest_of(server: ServerCore) -> DigestStateMachine:
+def _digest_of(server: NodeCore) -> DigestStateMachine:
     return _digests(server.broker)
 
 
@@ -917,7 +925,7 @@ def _printable(data: bytes) -> str:
     return text if text.isprintable() else f"<{len(data)} bytes>"
 
 
-def _grants_vote(rd: Ready) -> bool:
+def _grants_vote(rd: Ready | NodeReady) -> bool:
     return any(m.type == MessageType.VOTE_RESPONSE and not m.reject for m in rd.persisted_messages)
 
 

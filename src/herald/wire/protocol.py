@@ -104,6 +104,9 @@ class Hello(msgspec.Struct, frozen=True, tag="hello"):
     cluster: str = ""
     #: For clients: a name for logs and metrics.
     client: str = ""
+    #: For peers: how many data groups the node hosts (the placement rule
+    #: follows from it, so every node of a cluster must have the same).
+    groups: int = 1
 
 
 class Welcome(msgspec.Struct, frozen=True, tag="welcome"):
@@ -115,6 +118,11 @@ class Welcome(msgspec.Struct, frozen=True, tag="welcome"):
     #: The server's limits, so a client can size its pipeline.
     max_in_flight: int
     max_frame: int
+    #: The cluster's data groups (a queue's group: herald.wire.placement), and
+    #: each group's leader as far as this node knows: ``(node, address)``,
+    #: ``(0, "")`` when unknown. ``leader`` above is group 0's.
+    groups: int = 1
+    leaders: list[tuple[int, str]] = []
 
 
 class Refused(msgspec.Struct, frozen=True, tag="refused"):
@@ -281,9 +289,10 @@ class Peek(msgspec.Struct, frozen=True, tag="peek", array_like=True):
 
 
 class ListQueues(msgspec.Struct, frozen=True, tag="queues", array_like=True):
-    """Value: ``list[str]``."""
+    """Value: ``list[str]``, the queues of data group ``group`` (a client asks each)."""
 
     id: int
+    group: int = 0
 
 
 class Stats(msgspec.Struct, frozen=True, tag="stats", array_like=True):
@@ -305,7 +314,9 @@ class DeadLetters(msgspec.Struct, frozen=True, tag="dlq", array_like=True):
 class Status(msgspec.Struct, frozen=True, tag="status", array_like=True):
     """Value: the cluster as this node sees it: ``{"node", "role", "term",
     "leader", "leader_address", "commit", "applied", "last_index", "peers":
-    [{"node", "address", "match", "lag"}]}`` (peers' progress is known on the
+    [{"node", "address", "match", "lag"}], "groups": [{"group", "role", "term",
+    "leader", "leader_address", "commit", "applied", "last_index"}]}`` (the
+    top-level Raft fields are group 0's; peers' progress is known on group 0's
     leader only). Not linearizable: it is a monitoring view."""
 
     id: int
