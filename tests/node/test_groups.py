@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 
 import pytest
@@ -83,6 +84,7 @@ def acknowledged(core: NodeCore, transport: Recording, now: Instant) -> None:
 def lead_group_zero(core: NodeCore, transport: Recording, now: Instant) -> None:
     """Node 1 wins group 0's election with node 2's (fabricated) votes; group 1 has none."""
     core.cores[0].host.node.campaign()
+    core.touch(0)
     for wanted, answer in (
         (MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESPONSE),
         (MessageType.VOTE, MessageType.VOTE_RESPONSE),
@@ -202,3 +204,69 @@ def test_a_damaged_group_count_is_refused_and_repaired_only_when_the_layout_agre
         claim_group_count(fs, "/d", 4, repair=True)  # no group-3: not 4 groups
     claim_group_count(fs, "/d", 3, repair=True)
     claim_group_count(fs, "/d", 3)
+
+
+# -- leaders spread over the nodes ---------------------------------------------------------
+
+
+def lead(core: NodeCore, transport: Recording, now: Instant, group: int) -> None:
+    """Node 1 wins ``group``'s election with node 2's (fabricated) votes."""
+    core.cores[group].host.node.campaign()
+    core.touch(group)
+    for wanted, answer in (
+        (MessageType.PRE_VOTE, MessageType.PRE_VOTE_RESPONSE),
+        (MessageType.VOTE, MessageType.VOTE_RESPONSE),
+    ):
+        run(core, now)
+        (request,) = [
+            m for m in transport.sent if m.type is wanted and m.dst == 2 and m.group == group
+        ]
+        transport.sent.clear()
+        core.step([Message(answer, src=2, dst=1, term=request.term, wall=T0, group=group)], now)
+    run(core, now)
+    assert group in core.leading()
+
+
+def offers(core: NodeCore, transport: Recording, ticks: int) -> list[tuple[int, int]]:
+    """Tick ``ticks`` times (node 2 acknowledging everything); the (tick, group) of
+    every leadership transfer node 1 starts."""
+    seen = []
+    for tick in range(ticks):
+        now = Instant(tick * 10_000, T0 + tick * 10_000)
+        core.tick(now)
+        run(core, now)
+        seen += [(tick, m.group) for m in transport.sent if m.type is MessageType.TIMEOUT_NOW]
+        transport.sent = [m for m in transport.sent if m.type is not MessageType.TIMEOUT_NOW]
+        acknowledged(core, transport, now)
+    return seen
+
+
+def test_each_group_prefers_one_voter_in_turn() -> None:
+    core, _ = node(groups=5)
+    assert core.preferred == [1, 2, 3, 1, 2]
+
+
+def test_a_leader_of_a_group_it_should_not_lead_hands_it_to_the_preferred_node() -> None:
+    """Node 1 leads both groups; group 1 prefers node 2, which holds the whole log:
+    after a period node 1 offers it group 1 (and never group 0, its own)."""
+    core, transport = node(groups=2)
+    now = Instant(0, T0)
+    lead(core, transport, now, 0)
+    lead(core, transport, now, 1)
+    acknowledged(core, transport, now)
+    period = core.config.election_tick * 3
+    seen = offers(core, transport, period + 5)
+    assert seen and {group for _, group in seen} == {1}
+    assert seen[0][0] >= period - 1  # not before a whole period of leading
+    # Node 2 never takes it (this test's node 2 only acknowledges): the offers
+    # back off, each wait at least twice the one before, up to a cap.
+    seen = offers(core, transport, period * 12)
+    gaps = [b - a for (a, _), (b, _) in itertools.pairwise(seen)]
+    assert gaps == sorted(gaps) and len(seen) <= 5, seen
+
+
+def test_a_node_of_one_group_never_transfers() -> None:
+    core, transport = node(groups=1)
+    now = Instant(0, T0)
+    lead(core, transport, now, 0)
+    assert offers(core, transport, core.config.election_tick * 10) == []

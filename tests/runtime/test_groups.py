@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -91,6 +92,15 @@ def test_a_client_reaches_every_groups_leader_and_a_groups_failover_loses_nothin
     cluster.wait_serving(victim)
     status = cluster.status(victim)
     assert len(status["groups"]) == GROUPS
+    # Leaders spread over the nodes: group g is handed to voter g mod 3 once
+    # that node is back and holds the whole log.
+    deadline = time.monotonic() + 60
+    while True:
+        leaders = [cluster.leader(group=group, timeout=15) for group in range(GROUPS)]
+        if leaders == [1, 2, 3]:
+            break
+        assert time.monotonic() < deadline, f"leaders stayed {leaders}"
+        time.sleep(0.2)
 
 
 def test_a_node_with_another_group_count_is_refused_by_its_peers_and_its_own_directory(

@@ -56,7 +56,7 @@ def test_exit_code_is_the_most_serious_verdict(
     monkeypatch: pytest.MonkeyPatch, verdicts: list[str], code: int
 ) -> None:
     def fake_run_seeds(
-        seeds: range, faults: object, jobs: int, workload: str
+        seeds: range, faults: object, jobs: int, workload: str, groups: int | None = None
     ) -> Iterator[SimResult]:
         for seed, verdict in zip(seeds, verdicts, strict=False):
             yield SimResult(seed, draw_options(seed), verdict, detail="planted")
@@ -67,6 +67,19 @@ def test_exit_code_is_the_most_serious_verdict(
     failing = [line for line in result.stdout.splitlines() if line.startswith("SEED=")]
     assert len(failing) == sum(v != "ok" for v in verdicts)
     assert f"failures={sum(v != 'ok' for v in verdicts)}" in result.stdout
+
+
+def test_groups_force_every_seeds_count_and_need_the_queue_workload() -> None:
+    result = runner.invoke(app, ["sim", "--seed", "3", "--workload", "queue", "--groups", "3"])
+    assert result.exit_code == 0, result.stdout
+    traced = runner.invoke(
+        app, ["sim", "--seed", "3", "--workload", "queue", "--groups", "2", "--trace"]
+    )
+    assert " groups=2 " in traced.stdout.splitlines()[0]
+    refused = runner.invoke(app, ["sim", "--seeds", "1", "--groups", "2"])
+    assert refused.exit_code == 2
+    assert runner.invoke(app, ["sim", "--workload", "queue", "--groups", "0"]).exit_code == 2
+    assert runner.invoke(app, ["sim", "--workload", "queue", "--groups", "65"]).exit_code == 2
 
 
 def test_parallel_run_matches_serial() -> None:

@@ -84,8 +84,11 @@ def test_stamping_before_the_time_is_known_fails_its_test(monkeypatch: pytest.Mo
 
 
 def test_an_inbox_keyed_without_the_incarnation_is_found() -> None:
-    """Bug 5: a recreated queue's new messages matched the old queue's Inbox records."""
-    result = first_failure(20, Plants(inbox_key=inbox_key_without_incarnation))
+    """Bug 5: a recreated queue's new messages matched the old queue's Inbox records.
+
+    Found at seed 40 since seeds draw data groups (seed 3, which found it before,
+    now draws a world whose faults hold the setup back past the safety phase)."""
+    result = first_failure(60, Plants(inbox_key=inbox_key_without_incarnation))
     assert result.verdict == "safety", result.detail
     assert "effectively_once" in result.detail and "lost" in result.detail, result.detail
 

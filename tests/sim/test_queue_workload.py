@@ -21,7 +21,7 @@ from tests.check.test_broker_histories import (
 MODES = ("at_most_once", "at_least_once", "effectively_once")
 
 
-@pytest.mark.parametrize("seed", [0, 3, 7])
+@pytest.mark.parametrize("seed", [0, 5, 7])
 def test_queue_seeds_keep_every_guarantee(seed: int) -> None:
     result = run_seed(seed, workload="queue")
     assert result.verdict == "ok", result.detail

@@ -35,6 +35,12 @@ of a single message.
 Latency: publish, from the call to the receipt; consume, from the ack to its
 confirmation. Percentiles come from an HDR histogram (3 significant digits).
 
+With --groups 1,2,4, compares data groups instead: for each count, starts a
+local cluster of --nodes nodes with that many groups (``herald serve
+--groups``), publishes --messages messages spread evenly over one queue per
+group, and prints publish throughput and latency beside the first count's, one
+run after the other on this machine (ratios, not absolute figures, carry over).
+
 With --json, prints one JSON line:
 {"publish": {"msgs_per_s", "p50_ms", "p99_ms"}, "consume": {...}, "nodes", "durability", ...}.
 Exit status: 0 done; 1 a broker error; 2 bad usage; 4 the cluster could not be
@@ -98,7 +104,7 @@ async def _show_progress(phases: list[_Phase], stop: asyncio.Event) -> None:
 
 
 async def _publish_phase(
-    client: Client, queue: str, messages: int, size: int, inflight: int, phase: _Phase
+    client: Client, queues: list[str], messages: int, size: int, inflight: int, phase: _Phase
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     loop = asyncio.get_running_loop()
     body = os.urandom(size)
@@ -111,6 +117,8 @@ async def _publish_phase(
     publish = client.publish
 
     def issue() -> None:
+        # Round robin over the queues (one per data group when comparing groups).
+        queue = queues[state["sent"] % len(queues)]
         state["sent"] += 1
         started = clock()
         future = publish(queue, body)
@@ -193,6 +201,18 @@ def _ignore(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
+async def _client(url: str, inflight: int, timeout: float) -> Client:
+    client = Client(
+        url,
+        timeout=timeout,
+        connect_timeout=timeout,
+        max_in_flight=max(1, min(inflight, 1000)),
+        name="herald-bench",
+    )
+    await client.start()
+    return client
+
+
 async def _bench(
     url: str,
     nodes: int,
@@ -204,14 +224,7 @@ async def _bench(
     keep_queue: bool,
 ) -> dict[str, Any]:
     queue = f"bench-{secrets.token_hex(4)}"
-    client = Client(
-        url,
-        timeout=timeout,
-        connect_timeout=timeout,
-        max_in_flight=max(1, min(inflight, 1000)),
-        name="herald-bench",
-    )
-    await client.start()
+    client = await _client(url, inflight, timeout)
     try:
         with contextlib.suppress(HeraldError):
             nodes = len((await client.status()).peers) or nodes
@@ -227,7 +240,7 @@ async def _bench(
         cpu_started = time.process_time()
         try:
             publish, publish_extra = await _publish_phase(
-                client, queue, messages, size, inflight, publish_phase
+                client, [queue], messages, size, inflight, publish_phase
             )
             consume, consume_extra = await _consume_phase(
                 client, queue, messages, inflight, consume_phase
@@ -261,10 +274,101 @@ async def _bench(
         await client.close()
 
 
-def _local_cluster(nodes: int) -> tuple[Any, str]:
+def _group_counts(text: str) -> list[int]:
+    from herald.node.config import MAX_GROUPS
+
+    try:
+        counts = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise typer.BadParameter(f"--groups takes counts like 1,2,4, not {text!r}") from None
+    if not counts or any(not 1 <= count <= MAX_GROUPS for count in counts):
+        raise typer.BadParameter(f"--groups takes counts from 1 to {MAX_GROUPS}, like 1,2,4")
+    return counts
+
+
+def _queues_by_group(groups: int) -> list[str]:
+    """One queue name per data group (names are placed by hash: search for them)."""
+    from herald.wire.placement import group_of
+
+    token = secrets.token_hex(4)
+    names: dict[int, str] = {}
+    number = 0
+    while len(names) < groups:
+        name = f"bench-{token}-{number}"
+        names.setdefault(group_of(name, groups), name)
+        number += 1
+    return [names[group] for group in range(groups)]
+
+
+def _bench_groups(
+    nodes: int, groups: int, messages: int, size: int, inflight: int, timeout: float
+) -> dict[str, Any]:
+    try:
+        cluster, url = _local_cluster(nodes, groups)
+    except HeraldError as error:
+        err_console.print(f"[red]error:[/red] the local cluster did not start: {error}")
+        raise typer.Exit(EXIT_UNREACHABLE) from None
+
+    async def main() -> dict[str, Any]:
+        client = await _client(url, inflight, timeout)
+        try:
+            queues = _queues_by_group(groups)
+            for queue in queues:
+                await client.create_queue(queue, max_deliveries=1000)
+            phase = _Phase("publish", messages)
+            cpu_started = time.process_time()
+            publish, extra = await _publish_phase(client, queues, messages, size, inflight, phase)
+            cpu = time.process_time() - cpu_started
+            leaders = [group.leader for group in (await client.status()).groups]
+            return {
+                "groups": groups,
+                "publish": {**publish, "errors": extra["errors"]},
+                "durability": extra["durability"],
+                "leaders": leaders,
+                "client_cpu_share": round(cpu / max(1e-9, publish["seconds"]), 3),
+            }
+        finally:
+            await client.close()
+
+    try:
+        result: dict[str, Any] = run(main, uvloop=True)
+    finally:
+        cluster.stop()
+    return result
+
+
+def _print_groups(
+    rows: list[dict[str, Any]], nodes: int, messages: int, size: int, inflight: int
+) -> None:
+    console = Console()
+    table = Table(
+        title=(
+            f"herald bench --groups: {messages} publishes of {size} bytes, {inflight} in "
+            f"flight, {nodes} node(s), one queue per group"
+        )
+    )
+    for column in ("groups", "msgs/s", "vs first", "p50 ms", "p99 ms", "leaders", "errors"):
+        table.add_column(column, justify="right")
+    first = rows[0]["publish"]["msgs_per_s"] or 1.0
+    for row in rows:
+        publish = row["publish"]
+        table.add_row(
+            str(row["groups"]),
+            f"{publish['msgs_per_s']:,.0f}",
+            f"{publish['msgs_per_s'] / first:.2f}x",
+            f"{publish['p50_ms']:.3f}",
+            f"{publish['p99_ms']:.3f}",
+            ",".join(f"n{leader}" for leader in row["leaders"]),
+            str(publish["errors"]),
+        )
+    console.print(table)
+
+
+def _local_cluster(nodes: int, groups: int = 1) -> tuple[Any, str]:
     from herald.runtime.launcher import LocalCluster
 
-    cluster = LocalCluster(nodes, cluster="herald-bench")
+    args = ["--groups", str(groups)] if groups > 1 else []
+    cluster = LocalCluster(nodes, cluster="herald-bench", args=args)
     try:
         cluster.start()
         cluster.leader(timeout=30)
@@ -322,8 +426,24 @@ def bench(
         help="Target this cluster (host:port[,...]) instead of starting one.",
     ),
     keep_queue: bool = typer.Option(False, "--keep-queue", help="Do not delete the bench queue."),
+    groups: str | None = typer.Option(
+        None,
+        "--groups",
+        help="Compare publish throughput with these data group counts, e.g. 1,2,4 "
+        "(local clusters only).",
+    ),
     timeout: float = TIMEOUT_OPTION,
 ) -> None:
+    if groups is not None:
+        if url is not None:
+            raise typer.BadParameter("--groups starts its own clusters: leave out --url")
+        counts = _group_counts(groups)
+        rows = [_bench_groups(nodes, count, messages, size, inflight, timeout) for count in counts]
+        if as_json:
+            print_json({"groups": rows, "nodes": nodes, "messages": messages, "size": size})
+        else:
+            _print_groups(rows, nodes, messages, size, inflight)
+        return
     cluster: Any = None
     if url is None:
         try:

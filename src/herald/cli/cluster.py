@@ -32,6 +32,9 @@ def cluster(
     name: str = typer.Option("herald-local", "--cluster", help="The cluster's name."),
     keep_data: bool = typer.Option(False, "--keep-data", help="Keep a temporary data dir."),
     log_level: str = typer.Option("info", "--log-level", help="The nodes' log level."),
+    groups: int = typer.Option(
+        1, "--groups", min=1, max=64, help="Data groups (Raft groups) per node."
+    ),
 ) -> None:
     stop = threading.Event()
 
@@ -44,7 +47,7 @@ def cluster(
         data_dir=data_dir,
         base_port=base_port,
         cluster=name,
-        args=["--log-level", log_level],
+        args=["--log-level", log_level, *(["--groups", str(groups)] if groups > 1 else [])],
         keep_data=keep_data,
     )
     try:

@@ -9,6 +9,7 @@ import time
 import typer
 
 from herald.check.queue import MODES
+from herald.node.config import MAX_GROUPS
 from herald.sim.batch import run_seeds
 from herald.sim.options import FAULT_KINDS, WORKLOADS, draw_options
 from herald.sim.runner import EXIT_CODES, SEVERITY, SimResult, run_seed
@@ -31,6 +32,8 @@ three delivery semantics, judged by the queue checker. A seed fails when a
 guarantee breaks (at-most-once duplicates; at-least-once or effectively-once
 loses a confirmed message; effectively-once duplicates an effect); loss under
 at-most-once and duplicates under at-least-once are reported, not failures.
+Each queue seed draws 1 to 3 data groups per node (`herald serve --groups`);
+`--groups N` runs every seed with N instead.
 """
 
 
@@ -67,28 +70,39 @@ def sim(
         "raft", "--workload", "-w", help=f"What the clients do: {' or '.join(WORKLOADS)}."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON summary object."),
+    groups: int | None = typer.Option(
+        None,
+        "--groups",
+        min=1,
+        max=MAX_GROUPS,
+        help="Data groups per node for every seed (queue workload; default: drawn 1-3).",
+    ),
 ) -> None:
     fault_kinds = _parse_faults(faults)
     if workload not in WORKLOADS:
         raise typer.BadParameter(f"unknown workload {workload!r}; choose {', '.join(WORKLOADS)}")
+    if groups is not None and groups != 1 and workload != "queue":
+        raise typer.BadParameter("--groups needs --workload queue (the Raft workload has one)")
     if seed is not None:
         start, seeds = seed, 1
     if trace:
         if seeds != 1:
             raise typer.BadParameter("--trace replays a single seed: use --seed S")
-        _trace_one(start, fault_kinds, workload)
+        _trace_one(start, fault_kinds, workload, groups)
         return
-    _run_many(range(start, start + seeds), fault_kinds, jobs, workload, as_json)
+    _run_many(range(start, start + seeds), fault_kinds, jobs, workload, as_json, groups)
 
 
-def _trace_one(seed: int, faults: tuple[str, ...] | None, workload: str) -> None:
+def _trace_one(
+    seed: int, faults: tuple[str, ...] | None, workload: str, groups: int | None
+) -> None:
     out = sys.stdout
 
     def emit(line: str) -> None:
         out.write(line + "\n")
 
-    emit(draw_options(seed, faults, workload).describe())
-    result = run_seed(seed, faults=faults, workload=workload, tracer=emit)
+    emit(draw_options(seed, faults, workload, groups).describe())
+    result = run_seed(seed, faults=faults, workload=workload, tracer=emit, groups=groups)
     out.write(_summary([result]) + "\n")
     raise typer.Exit(EXIT_CODES[result.verdict])
 
@@ -165,14 +179,21 @@ def _mode_totals(results: list[SimResult]) -> dict[str, dict[str, int]]:
 
 
 def _run_many(
-    seeds: range, faults: tuple[str, ...] | None, jobs: int, workload: str, as_json: bool
+    seeds: range,
+    faults: tuple[str, ...] | None,
+    jobs: int,
+    workload: str,
+    as_json: bool,
+    groups: int | None = None,
 ) -> None:
     started = time.perf_counter()
     results: list[SimResult] = []
     interactive = sys.stderr.isatty()
     step = max(1, len(seeds) // 10)
     out = sys.stderr if as_json else sys.stdout
-    for count, result in enumerate(run_seeds(seeds, faults, jobs, workload), start=1):
+    for count, result in enumerate(
+        run_seeds(seeds, faults, jobs, workload, groups=groups), start=1
+    ):
         results.append(result)
         if result.failed:
             print(_failure_line(result), file=out, flush=True)

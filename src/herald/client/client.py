@@ -75,13 +75,13 @@ from types import TracebackType
 from typing import Any, Final, TypeVar, cast
 
 from herald.errors import HeraldError, MessageTooLargeError, UsageError
-from herald.wire.placement import group_of
 from herald.wire.protocol import DeadLetter, PeekedMessage
 
 from ._addresses import DEFAULT_SEEDS, split_address
 from ._consumer import Consumer, Delivery, Mode, settle_future
 from ._ops import Action, Dial, Op, Send
 from .core import MAX_IN_FLIGHT, ClientCore
+from .routing import GroupRouter
 from .types import ClusterStatus, QueueStats, Receipt
 
 __all__ = ["DEFAULT_SEEDS", "MAX_IN_FLIGHT", "UNSET", "Client"]
@@ -380,8 +380,10 @@ class Client:
         core = ClientCore(seeds, rng=random.Random(self._rng.getrandbits(64)), **self._core_options)
         core.log = _log.log
         self._core = core
-        #: One per data group (index = group); more are added once the first
-        #: greeting names the cluster's group count.
+        #: Which group's core a request goes to; more cores are made once the
+        #: first greeting names the cluster's group count.
+        self._router = GroupRouter(core, self._make_core)
+        #: One per data group (index = group), beside the router's cores.
         self._sessions: list[_Session] = [_Session(self, core)]
         self.seeds = core.seeds
         self.timeout = timeout
@@ -442,24 +444,28 @@ class Client:
         for session in self._sessions:
             session._shutdown(now)
 
+    def _make_core(self, group: int) -> ClientCore:
+        core = ClientCore(
+            self.seeds,
+            rng=random.Random(self._rng.getrandbits(64)),
+            group=group,
+            **self._core_options,
+        )
+        core.log = _log.log
+        return core
+
     def _grow(self) -> None:
         """A session per data group the cluster has (told by the first greeting);
         each new one starts looking for its group's leader at once."""
-        groups = self._core.groups
-        sessions = self._sessions
-        if groups <= len(sessions) or self._core.closed or self._loop is None:
+        if self._loop is None:
+            return
+        new = self._router.grow()
+        if not new:
             return
         now = self._now()
-        for group in range(len(sessions), groups):
-            core = ClientCore(
-                self.seeds,
-                rng=random.Random(self._rng.getrandbits(64)),
-                group=group,
-                **self._core_options,
-            )
-            core.log = _log.log
+        for core in new:
             session = _Session(self, core)
-            sessions.append(session)
+            self._sessions.append(session)
             core.connect(now)  # nobody waits on it: the group's calls do
             session._drive(now)
 
@@ -468,9 +474,7 @@ class Client:
         sessions = self._sessions
         if len(sessions) < self._core.groups:
             self._grow()
-        if len(sessions) == 1:
-            return sessions[0]
-        return sessions[group_of(queue, len(sessions))]
+        return sessions[self._router.index_for(queue)]
 
     async def __aenter__(self) -> Client:
         await self.start()

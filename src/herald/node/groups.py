@@ -16,8 +16,19 @@ asyncio runtime and the simulator keep their one loop each:
 - **Raft messages** go to the group they name; a message for a group this
   node does not host is a misconfigured peer (:class:`WrongGroupError`).
 - **One Ready cycle for all groups**: :meth:`begin` takes every group's Ready
-  that has work, :meth:`sync` makes them durable, :meth:`finish` finishes them
+  that has work (asking only the groups an input touched since: a peer's
+  message touches its group, a request its queue's, a tick or anything else
+  every group; asking all 64 on every message was most of what idle groups
+  cost), :meth:`sync` makes them durable, :meth:`finish` finishes them
   in the same order. No ``begin`` while a sync is in flight, as for one group.
+
+- **Leaders spread over the nodes**: group ``g`` prefers voter ``g mod n``
+  (of the sorted voters). Every few election timeouts, a node that leads a
+  group it is not the preferred leader of offers it to the preferred one if
+  that node holds the whole log (Raft's leadership transfer, one round trip);
+  offers that do not take back off, so a preferred node that cannot win
+  (partitioned, slow) costs a transfer attempt now and then, not a storm. With
+  one group there is nothing to spread and no transfer is made.
 
 A group's connection refusal stands for that group only
 (``ClientLink.refusals``): a node that leads one group and follows another
@@ -40,6 +51,12 @@ from .config import MAX_GROUPS, NodeConfig
 from .server import ClientLink, ServerCore
 
 __all__ = ["NodeCore", "NodeReady"]
+
+#: How often (in election timeouts) a leader of a group it should not lead
+#: offers it to the preferred leader, and the most an unsuccessful offer's
+#: wait grows to (in periods).
+_SPREAD_TIMEOUTS = 3
+_SPREAD_BACKOFF_MAX = 16
 
 
 class NodeReady:
@@ -84,6 +101,21 @@ class NodeCore:
             core.status_view = self.status
             self.cores.append(core)
         self._links = 0
+        #: Groups that may have work for the next begin (an input reached them,
+        #: or their last Ready is being finished); ``_all``: every group may.
+        self._touched: set[int] = set()
+        self._all = True
+        #: The cycle between begin and finish (every group of it is busy).
+        self._cycle: NodeReady | None = None
+        voters = sorted(config.voters)
+        #: Each group's preferred leader (see the module's docstring).
+        self.preferred = [voters[group % len(voters)] for group in range(groups)]
+        self._ticks = 0
+        # Per group: the tick of its next leadership offer, and the wait after it.
+        period = max(1, config.election_tick) * _SPREAD_TIMEOUTS
+        self._spread_period = period
+        self._next_offer = [period] * groups
+        self._offer_wait = [period] * groups
 
     # -- what the shells and tests read ------------------------------------------------------
 
@@ -149,7 +181,9 @@ class NodeCore:
                 split[group] = [request]
             else:
                 batch.append(request)
+        touched = self._touched
         for group, batch in split.items():
+            touched.add(group)
             cores[group].receive(link, batch, now)
 
     def step(self, messages: Sequence[Message], now: Instant) -> None:
@@ -159,6 +193,7 @@ class NodeCore:
         if count == 1:
             cores[0].step(messages, now)
             return
+        touched = self._touched
         for message in messages:
             group = message.group
             if not 0 <= group < count:
@@ -166,18 +201,54 @@ class NodeCore:
                     f"node {self.node_id} hosts groups 0..{count - 1}, "
                     f"not group {group} (from node {message.src})"
                 )
+            touched.add(group)
             cores[group].step((message,), now)
 
+    def touch(self, group: int) -> None:
+        """A group's core was driven directly (a leadership transfer, a test's
+        campaign): ask it at the next :meth:`begin`, not a tick later."""
+        self._touched.add(group)
+
     def report_unreachable(self, node: int) -> None:
+        self._all = True
         for core in self.cores:
             core.report_unreachable(node)
 
     def tick(self, now: Instant) -> None:
+        # Every group, also the fallback for work no input here announced (a
+        # group core driven directly): it waits a tick at most.
+        self._all = True
         for core in self.cores:
             core.tick(now)
+        if self.group_count > 1:
+            self._ticks += 1
+            self._spread_leaders()
+
+    def _spread_leaders(self) -> None:
+        """Offer each group this node leads, and should not, to its preferred leader."""
+        ticks = self._ticks
+        me = self.node_id
+        for core in self.cores:
+            group = core.group
+            if ticks < self._next_offer[group]:
+                continue
+            preferred = self.preferred[group]
+            if preferred == me or not core.is_leader():
+                # The preferred leader, or not leading: the next time it leads a
+                # group it should not, it waits a whole period first.
+                self._next_offer[group] = ticks + self._spread_period
+                self._offer_wait[group] = self._spread_period
+                continue
+            if core.offer_leadership(preferred):
+                # Still leading at the next offer means this one did not take: wait
+                # twice as long each time, up to a cap.
+                wait = self._offer_wait[group]
+                self._next_offer[group] = ticks + wait
+                self._offer_wait[group] = min(wait * 2, self._spread_period * _SPREAD_BACKOFF_MAX)
 
     def note_loop_lag(self, lag: int, now: Instant) -> None:
         # The loop is the node's: every group saw the same pause.
+        self._all = True
         for core in self.cores:
             core.note_loop_lag(lag, now)
 
@@ -185,12 +256,23 @@ class NodeCore:
 
     def begin(self, now: Instant) -> NodeReady | None:
         """Every group's next Ready (proposed, sent, written; not synced), or None."""
+        cores = self.cores
+        touched = self._touched
+        if self._all or len(cores) == 1:
+            asked = cores
+            self._all = False
+        else:
+            asked = [cores[group] for group in sorted(touched)]
+        touched.clear()
         parts = []
-        for core in self.cores:
+        for core in asked:
             rd = core.begin(now)
             if rd is not None:
                 parts.append((core, rd))
-        return NodeReady(parts) if parts else None
+        if not parts:
+            return None
+        cycle = self._cycle = NodeReady(parts)
+        return cycle
 
     def sync(self, nrd: NodeReady) -> None:
         """Make the cycle durable (may run off the driving thread)."""
@@ -199,12 +281,18 @@ class NodeCore:
                 core.sync(rd)
 
     def finish(self, nrd: NodeReady, now: Instant) -> None:
+        touched = self._touched
+        if nrd is self._cycle:
+            self._cycle = None
         for core, rd in nrd.parts:
             core.finish(rd, now)
+            touched.add(core.group)  # what it applied may have made more work
 
     @property
     def busy(self) -> bool:
-        return any(core.busy for core in self.cores)
+        """A cycle is between :meth:`begin` and :meth:`finish` (asked on every
+        pump: not by asking every group)."""
+        return self._cycle is not None
 
     @property
     def wants_checkpoint_writes(self) -> bool:
@@ -212,6 +300,7 @@ class NodeCore:
 
     def write_checkpoint(self) -> None:
         """The next slice of one group's checkpoint (the lowest group that has one)."""
+        self._all = True
         for core in self.cores:
             if core.wants_checkpoint_writes:
                 core.write_checkpoint()
@@ -219,6 +308,7 @@ class NodeCore:
 
     def checkpoint_at_stop(self) -> None:
         """Checkpoint every group whole; the first failure is raised after all tried."""
+        self._all = True
         failure: Exception | None = None
         for core in self.cores:
             try:
@@ -241,6 +331,7 @@ class NodeCore:
     # -- shutting down ---------------------------------------------------------------------------
 
     def begin_shutdown(self) -> None:
+        self._all = True
         for core in self.cores:
             core.begin_shutdown()
 
@@ -249,14 +340,17 @@ class NodeCore:
         return sum(core.in_flight for core in self.cores)
 
     def fail_in_flight(self, error: HeraldError) -> None:
+        self._all = True
         for core in self.cores:
             core.fail_in_flight(error)
 
     def fail_reads(self, error: HeraldError) -> None:
+        self._all = True
         for core in self.cores:
             core.fail_reads(error)
 
     def answer_parked_empty(self) -> None:
+        self._all = True
         for core in self.cores:
             core.answer_parked_empty()
 

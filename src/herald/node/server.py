@@ -98,6 +98,7 @@ from herald.errors import (
     UsageError,
 )
 from herald.raft import (
+    NONE,
     Config,
     Entry,
     EntryKind,
@@ -1221,6 +1222,18 @@ class ServerCore:
         progress = self.host.node.status().progress
         followers = [(match, node) for node, match in progress if node != self.node_id]
         return max(followers)[1] if followers else 0
+
+    def offer_leadership(self, target: int) -> bool:
+        """Hand this group's leadership to ``target`` if this node leads it, no
+        transfer is under way, and ``target`` holds the whole log (so the
+        transfer costs one round trip, not a catch-up). True if offered."""
+        raft = self.host.node.raft
+        if raft.role != Role.LEADER or target == self.node_id or raft.lead_transferee != NONE:
+            return False
+        progress = raft.prs.get(target)
+        if progress is None or progress.match < raft.log.last_index():
+            return False
+        return self.transfer_leadership(target)
 
     def transfer_leadership(self, target: int) -> bool:
         try:

@@ -234,6 +234,7 @@ class NodeServer:
         for core in self.core.cores:
             target = core.handover_target()
             if target and core.transfer_leadership(target):
+                self.core.touch(core.group)
                 which = f" of group {core.group}" if self.config.groups > 1 else ""
                 log.info("handing leadership%s to node %d before shutting down", which, target)
                 moving.append(core)

@@ -14,12 +14,13 @@ from .runner import SimResult, run_seed
 __all__ = ["run_seeds"]
 
 
-Job = tuple[int, tuple[str, ...] | None, str]
+#: (seed, fault kinds, workload, data groups or None for the seed's own draw)
+Job = tuple[int, tuple[str, ...] | None, str, int | None]
 
 
 def _run_one(job: Job) -> SimResult:
-    seed, faults, workload = job
-    return run_seed(seed, faults=faults, workload=workload)
+    seed, faults, workload, groups = job
+    return run_seed(seed, faults=faults, workload=workload, groups=groups)
 
 
 def run_seeds(
@@ -28,9 +29,10 @@ def run_seeds(
     jobs: int = 1,
     workload: str = "raft",
     runner: Callable[[Job], SimResult] = _run_one,
+    groups: int | None = None,
 ) -> Iterator[SimResult]:
     """Yield one result per seed, in seed order."""
-    work = [(seed, faults, workload) for seed in seeds]
+    work = [(seed, faults, workload, groups) for seed in seeds]
     if jobs <= 1:
         for item in work:
             yield runner(item)

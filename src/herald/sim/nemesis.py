@@ -43,6 +43,7 @@ class Nemesis:
         self.counts: dict[str, int] = {}
         #: Nodes whose wall clock is stepped now, by how much.
         self.stepped: dict[int, int] = {}
+        self._leader_picks = 0
 
     def start(self) -> None:
         options = self.world.options
@@ -99,10 +100,18 @@ class Nemesis:
 
     # -- choosing victims ---------------------------------------------------------------
 
+    def _a_leader(self) -> SimNode | None:
+        """A group's leader: each group in turn, so every group's leader is struck
+        (in turn, not drawn: a world of one group draws what it always drew)."""
+        world = self.world
+        group = self._leader_picks % world.groups
+        self._leader_picks += 1
+        return world.leader(group)
+
     def _some_node(self, prefer_leader: bool) -> SimNode:
         world = self.world
         if prefer_leader:
-            leader = world.leader()
+            leader = self._a_leader()
             if leader is not None:
                 return leader
         return world.nodes[self.rng.choice(world.voters)]
@@ -231,7 +240,7 @@ class Nemesis:
         rng = self.rng
         if len(self.stepped) >= (len(world.voters) - 1) // 2:
             return
-        leader = world.leader()
+        leader = self._a_leader()
         victim = leader if leader is not None and rng.random() < 0.7 else None
         victim = victim or world.nodes[rng.choice(world.voters)]
         if victim.id in self.stepped:

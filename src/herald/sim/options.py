@@ -109,6 +109,9 @@ class SimOptions:
     segment_size: int = 64 * 1024
     workload: str = "raft"
     queue: QueueParams | None = None
+    #: Data groups per node (``herald serve --groups``): queue worlds host each
+    #: queue in its group, every group its own Raft log on the node's disk.
+    groups: int = 1
     extra: dict[str, str] = field(default_factory=dict)
 
     def describe(self) -> str:
@@ -129,6 +132,7 @@ class SimOptions:
             f"hunt_leaders={self.hunt_leaders:.1f} "
             f"disk=torn:{'on' if self.crash_disk.torn_writes else 'off'},"
             f"misorder:{self.crash_disk.misorder:g} {self._describe_media()}"
+            + (f" groups={self.groups}" if self.groups != 1 else "")
             + (f" {self.queue.describe()}" if self.queue is not None else "")
         )
 
@@ -144,9 +148,13 @@ class SimOptions:
 
 
 def draw_options(
-    seed: int, faults: tuple[str, ...] | None = None, workload: str = "raft"
+    seed: int,
+    faults: tuple[str, ...] | None = None,
+    workload: str = "raft",
+    groups: int | None = None,
 ) -> SimOptions:
-    """Draw a run's options from ``seed``; ``faults`` restricts the fault kinds."""
+    """Draw a run's options from ``seed``; ``faults`` restricts the fault kinds;
+    ``groups`` replaces the drawn count of data groups (queue worlds only)."""
     rng = random.Random(seed)
     nodes = rng.choice((3, 3, 3, 4, 5, 5, 5, 6, 7))
     network = NetworkProfile(
@@ -189,6 +197,10 @@ def draw_options(
     options = _draw_disks(rng, options)
     if workload == "queue":
         options = _draw_queue(rng, options)
+    if groups is not None:
+        if groups != 1 and workload != "queue":
+            raise ValueError("data groups are a queue world's: the Raft workload has one")
+        options = replace(options, groups=groups)
     return options
 
 
@@ -224,6 +236,8 @@ def _draw_queue(rng: random.Random, options: SimOptions) -> SimOptions:
     )
     return replace(
         options,
+        # After every other draw, for the same reason.
+        groups=rng.choice((1, 1, 2, 3)),
         workload="queue",
         queue=params,
         clients=0,  # the queue's own producers and consumers replace them

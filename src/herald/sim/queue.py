@@ -319,11 +319,14 @@ class QueueWorkload:
         }
 
     def _setup(self) -> None:
-        self._create(QUEUE, lambda: self._create(SCRATCH, lambda: self._subscribe_all(0)))
+        def create() -> None:
+            self._create(QUEUE, lambda: self._create(SCRATCH, lambda: self._subscribe_all(0)))
+
+        self.admin.when_ready(create)
 
     def _create(self, queue: str, then: Callable[[], None]) -> None:
         client = self.admin
-        op = client.core.create_queue(
+        op = client.core_for(queue).create_queue(
             queue, self._queue_options(queue), timeout=None, now=self._now()
         )
 
@@ -352,7 +355,7 @@ class QueueWorkload:
 
     def _ensure_group(self, queue: str, group: str, mode: str, then: Callable[[], None]) -> None:
         client = self.admin
-        consumer = client.core.consumer(
+        consumer = client.core_for(queue).consumer(
             queue,
             group,
             mode=_mode(mode),
@@ -390,6 +393,9 @@ class QueueWorkload:
         if producer is self.relay:
             self._relay_round()
             return
+        if not producer.client.ready:
+            producer.client.when_ready(lambda: self._fill(producer))
+            return
         params = self.params
         while (
             not producer.done
@@ -417,7 +423,7 @@ class QueueWorkload:
         self._invoke(process, "publish", {"queue": producer.queue, "id": message_id})
         client = producer.client
         try:
-            op = client.core.publish(
+            op = client.core_for(producer.queue).publish(
                 producer.queue, body, headers=[], key=key, timeout=None, now=self._now()
             )
         except HeraldError as error:  # refused before sending (too large for a frame)
@@ -486,6 +492,9 @@ class QueueWorkload:
         assert relay is not None and outbox is not None
         if self._relaying:
             return
+        if not relay.client.ready:
+            relay.client.when_ready(self._relay_round)
+            return
         params = self.params
         # The application writes a few rows, each in its own transaction.
         if not relay.done:
@@ -516,7 +525,7 @@ class QueueWorkload:
             checked = message.queue == QUEUE
             if checked:
                 self._invoke(process, "publish", {"queue": QUEUE, "id": message_id})
-            op = relay.client.core.publish(
+            op = relay.client.core_for(message.queue).publish(
                 message.queue,
                 message.body,
                 headers=[],
@@ -596,14 +605,14 @@ class QueueWorkload:
     def _await_quiet_scratch(self) -> None:
         # The client's view, not only the callers': a publish whose caller gave up
         # (timed out) stays in flight in the client, and would land after the drop.
-        core = self.scratch.client.core
+        core = self.scratch.client.core_for(SCRATCH)
         if self.scratch.in_flight or core.in_flight_publishes(SCRATCH):
             self._later(10 * MS, self._await_quiet_scratch)
             return
         process = "admin:drop"
         self._invoke(process, "drop", {"queue": SCRATCH})
         client = self.admin
-        op = client.core.delete_queue(SCRATCH, timeout=None, now=self._now())
+        op = client.core_for(SCRATCH).delete_queue(SCRATCH, timeout=None, now=self._now())
 
         def deleted(op: Op[Any]) -> None:
             uncertain = op.error is not None and not isinstance(op.error, UnknownQueueError)
@@ -629,9 +638,12 @@ class QueueWorkload:
         # from, holding (and extending) its leases for ever.
         if self.drained or consumer.incarnation != incarnation or consumer.consumer is not None:
             return
+        if not consumer.client.ready:
+            consumer.client.when_ready(lambda: self._join(consumer, incarnation))
+            return
         params = self.params
         mode = GROUPS[consumer.group][1] if consumer.queue == QUEUE else "at_least_once"
-        core = consumer.client.core.consumer(
+        core = consumer.client.core_for(consumer.queue).consumer(
             consumer.queue,
             consumer.group,
             mode=_mode(mode),
@@ -858,7 +870,8 @@ class QueueWorkload:
         if relay is not None and outbox is not None and not (relay.done and not outbox.pending(1)):
             return False
         return not self._relaying and all(
-            not producer.in_flight and not producer.client.core.in_flight_publishes(producer.queue)
+            not producer.in_flight
+            and not producer.client.core_for(producer.queue).in_flight_publishes(producer.queue)
             for producer in self._all_producers()
         )
 
@@ -879,7 +892,7 @@ class QueueWorkload:
             return
         queue, rest = queues[0], queues[1:]
         client = self.admin
-        op = client.core.stats(queue, timeout=None, now=self._now())
+        op = client.core_for(queue).stats(queue, timeout=None, now=self._now())
 
         def answered(op: Op[Any]) -> None:
             if op.error is not None:
@@ -914,7 +927,8 @@ class QueueWorkload:
             return
         (queue, group), rest = pending[0], pending[1:]
         client = self.admin
-        op = client.core.dead_letters(queue, group, limit=0, timeout=None, now=self._now())
+        core = client.core_for(queue)
+        op = core.dead_letters(queue, group, limit=0, timeout=None, now=self._now())
 
         def answered(op: Op[Any]) -> None:
             if op.error is not None:

@@ -70,15 +70,17 @@ def run_seed(
     disk_factory: DiskFactory | None = None,
     broker_class: type[Broker] | None = None,
     plants: Plants | None = None,
+    groups: int | None = None,
 ) -> SimResult:
     """Run one seed; never raises for a finding, only reports it.
 
     ``raft_class``, ``disk_factory``, ``broker_class`` and ``plants`` exist so
-    tests can plant bugs and show the checkers catch them.
+    tests can plant bugs and show the checkers catch them. ``groups`` replaces
+    the seed's drawn count of data groups (queue worlds).
     """
     if broker_class is not None:
         plants = replace(plants or Plants(), broker_class=broker_class)
-    options = options or draw_options(seed, faults, workload)
+    options = options or draw_options(seed, faults, workload, groups)
     plants = plants or Plants()
     master = random.Random(f"herald-sim/{seed}")
     world = World(
@@ -158,12 +160,8 @@ def _run(
     def check() -> None:
         if converged[0]:
             return
-        caught_up = world.max_acked_index
-        if queue is not None:
-            # Every node has applied what any node knows committed.
-            caught_up = max(caught_up, world.checker.commit_index)
         if (workload.probe_committed() if queue is None else queue.drained) and all(
-            world.checker.applied_index(node.id) >= caught_up for node in world.live_nodes()
+            _caught_up(world, group, queue is not None) for group in range(world.groups)
         ):
             converged[0] = True
             return
@@ -179,6 +177,16 @@ def _run(
     _audit(world)
     if queue is not None:
         _judge_queue(queue)
+
+
+def _caught_up(world: World, group: int, queue: bool) -> bool:
+    """Every live node has applied what was acknowledged (and, in a queue world,
+    what any node knows committed) in ``group``."""
+    checker = world.checkers[group]
+    caught_up = world.max_acked_index if group == 0 else 0
+    if queue:
+        caught_up = max(caught_up, checker.commit_index)
+    return all(checker.applied_index(node.id) >= caught_up for node in world.live_nodes())
 
 
 def _judge_queue(queue: QueueWorkload) -> None:
@@ -214,11 +222,15 @@ def _liveness_report(world: World, workload: Workload, queue: QueueWorkload | No
         if node.host is None:
             parts.append(f"n{node.id}:{'dead' if node.dead else 'down'}")
             continue
-        status = node.host.node.status()
-        parts.append(
-            f"n{node.id}:{status.role.name.lower()} t{status.term} lead{status.leader} "
-            f"commit{status.commit} applied{world.checker.applied_index(node.id)}"
-        )
+        for replica in node.replicas:
+            assert replica.host is not None
+            status = replica.host.node.status()
+            tag = f"g{replica.group}" if world.groups > 1 else ""
+            parts.append(
+                f"n{node.id}{tag}:{status.role.name.lower()} t{status.term} "
+                f"lead{status.leader} commit{status.commit} "
+                f"applied{world.checkers[replica.group].applied_index(node.id)}"
+            )
     return (
         f"no convergence within {world.options.liveness_bound / SECOND:.0f}s of healing "
         f"(probe committed: {workload.probe_committed()}, "
@@ -237,8 +249,9 @@ def _stats(world: World, nemesis: Nemesis, workload: Workload) -> dict[str, int]
         "failed": sum(op.status == "fail" for op in proposals),
         "unknown": sum(op.status in ("info", "invoke") for op in proposals),
         "reads_ok": sum(op.status == "ok" for op in reads),
-        "committed": world.checker.commit_index,
-        "leaders": len(world.checker.leaders),
+        "committed": sum(checker.commit_index for checker in world.checkers),
+        "leaders": sum(len(checker.leaders) for checker in world.checkers),
+        "groups": world.groups,
         "crashes": world.crashes,
         "messages": world.network.sent,
         "dropped": world.network.dropped,

@@ -62,6 +62,7 @@ def node_config(options: SimOptions, node: int) -> NodeConfig:
         snapshot_entries=options.snapshot_entries,
         retain_entries=options.snapshot_entries // 4,
         read_timeout=2.0,
+        groups=options.groups,
     )
 
 
@@ -70,6 +71,7 @@ def server_factory(options: SimOptions, raft_class: type[Raft], plants: Plants) 
 
     def build(
         node: SimNode,
+        group: int,
         store: WalLogStore,
         transport: Transport,
         rng: random.Random,
@@ -86,6 +88,8 @@ def server_factory(options: SimOptions, raft_class: type[Raft], plants: Plants) 
             observer=observer,
             raft_class=raft_class,
             host_class=plants.host_class,
+            group=group,
+            group_count=options.groups,
         )
 
     return build

@@ -51,6 +51,7 @@ from herald.raft import (
     Storage,
 )
 from herald.storage import DiskFaults, SimFileSystem, WalLogStore
+from herald.storage.layout import claim_group_count, group_dir
 
 if TYPE_CHECKING:
     from .links import SimLink
@@ -66,6 +67,7 @@ __all__ = [
     "DigestStateMachine",
     "DiskFactory",
     "Op",
+    "Replica",
     "ServerFactory",
     "SimNode",
     "World",
@@ -183,6 +185,19 @@ class SimNode:
     waiting_reads: list[tuple[Op, ReadState]] = field(default_factory=list)
     repair_next: bool = False  # the operator restarts it with repair=True
     dead: bool = False  # refused to start even with repair: down for good
+    #: One per Raft group the node hosts (index = group); ``host`` and
+    #: ``machine`` above are group 0's.
+    replicas: list[Replica] = field(default_factory=list)
+
+
+@dataclass(slots=True)
+class Replica:
+    """One Raft group's member on a node: its host while the node is up, and the
+    recovery bookkeeping that outlives crashes."""
+
+    group: int
+    host: NodeHost | None = None
+    machine: DigestStateMachine | None = None
     #: While its store says its log was cut back: the marker's term, and whether
     #: an entry of a later term has been made durable since (which ends recovery).
     recovering_term: int = 0
@@ -201,34 +216,37 @@ class _Transport:
 
 
 class _Observer:
-    """Forwards a host's events to the world for one node incarnation."""
+    """Forwards a host's events to the world for one group of one node incarnation."""
 
-    __slots__ = ("_node", "_world")
+    __slots__ = ("_replica", "_world")
 
-    def __init__(self, world: World, node: SimNode) -> None:
+    def __init__(self, world: World, node: SimNode, group: int) -> None:
         self._world = world
-        self._node = node
+        self._replica = (node, node.replicas[group])
 
     def on_persisted(self, node: int, entries: Sequence[Entry], storage: Storage) -> None:
-        self._world.checker.on_persisted(node, entries, storage)
-        self._world.on_persisted(self._node, entries)
+        replica = self._replica[1]
+        self._world.checkers[replica.group].on_persisted(node, entries, storage)
+        self._world.on_persisted(replica, entries)
 
     def on_applied(self, node: int, entry: Entry, result: object) -> None:
-        self._world.on_applied(self._node, entry, result)
+        self._world.on_applied(*self._replica, entry, result)
 
     def on_snapshot_installed(self, node: int, snapshot: Snapshot) -> None:
-        self._world.on_snapshot_installed(self._node, snapshot)
+        self._world.on_snapshot_installed(*self._replica, snapshot)
 
     def on_read_state(self, node: int, read_state: ReadState) -> None:
-        self._world.on_read_state(self._node, read_state)
+        self._world.on_read_state(self._replica[0], read_state)
 
 
 class ServerFactory(Protocol):
-    """Builds a node's request core on its log store and transport (queue worlds)."""
+    """Builds one group's request core of a node on its log store and transport
+    (queue worlds)."""
 
     def __call__(
         self,
         node: SimNode,
+        group: int,
         store: WalLogStore,
         transport: Transport,
         rng: random.Random,
@@ -264,7 +282,12 @@ class World:
         self.server_factory = server_factory
         self.trace = tracer
         self.scheduler = Scheduler()
-        self.checker = RaftChecker()
+        #: Raft groups per node: the queue worlds' data groups (the Raft workload
+        #: drives one group's hosts directly).
+        self.groups = options.groups if server_factory is not None else 1
+        #: One Raft checker per group; ``checker`` is group 0's.
+        self.checkers = [RaftChecker() for _ in range(self.groups)]
+        self.checker = self.checkers[0]
         self.rng = rng
         self.network = SimNetwork(
             self.scheduler, random.Random(rng.getrandbits(64)), options.network, self._deliver
@@ -275,6 +298,7 @@ class World:
             faults = options.media_faults if node_id in options.faulty_disks else options.crash_disk
             disk = disk_factory(random.Random(rng.getrandbits(64)), faults)
             node = SimNode(node_id, disk, random.Random(rng.getrandbits(64)))
+            node.replicas = [Replica(group) for group in range(self.groups)]
             if options.drift:
                 node.base_clock_rate = 1.0 + node.rng.uniform(-options.drift, options.drift)
                 node.clock_rate = node.base_clock_rate
@@ -333,27 +357,14 @@ class World:
         machine: DigestStateMachine | None = None
         server: NodeCore | None = None
         try:
-            store = WalLogStore(
-                node.disk,
-                DATA_DIR,
-                # A quarter of the seeds use the smallest segments, so logs span
-                # many and clean restarts replay sealed ones from the marker.
-                segment_size=4096 if self.options.seed % 4 == 1 else self.options.segment_size,
-                repair=node.repair_next,
-                # Tiny slices, so a checkpoint is written across several syncs and
-                # crashes and disk faults meet it half written (from the seed, not
-                # drawn: the seeds' other choices stay what they were).
-                checkpoint_slice=64 + (self.options.seed % 7) * 509,
-            )
-            transport = _Transport(self.network.send)
-            rng = random.Random(node.rng.getrandbits(64))
-            observer = _Observer(self, node)
             if self.server_factory is not None:
-                now = self.instant(node)
-                core = self.server_factory(node, store, transport, rng, now, observer)
-                server = NodeCore(core.config, 1, lambda group: core)
-                host = core.host
+                server = self._boot_server(node)
+                host = server.cores[0].host
             else:
+                store = self._open_store(node, DATA_DIR)
+                transport = _Transport(self.network.send)
+                rng = random.Random(node.rng.getrandbits(64))
+                observer = _Observer(self, node, 0)
                 machine = self.machine_factory()
                 host = self.host_class(
                     self.config_for(node.id),
@@ -386,7 +397,14 @@ class World:
             node.repair_next = False
         node.host = host
         node.server = server
-        node.machine = machine if server is None else _digest_of(server)
+        if server is None:
+            node.replicas[0].host = host
+            node.replicas[0].machine = machine
+        else:
+            for core, replica in zip(server.cores, node.replicas, strict=True):
+                replica.host = core.host
+                replica.machine = _digests(core.broker)
+        node.machine = node.replicas[0].machine
         node.up = True
         node.paused = False
         node.held.clear()
@@ -394,37 +412,90 @@ class World:
         node.deferred.clear()
         node.writing_checkpoint = False
         node.waiting_reads.clear()
-        raft = host.node.raft
-        assert node.machine is not None
-        self._check_recovery_marker(node, host)
-        self.checker.on_restart(node.id, raft.log.applied, node.machine.digest)
-        self.log(
-            f"n{node.id} boot term={raft.term} applied={raft.log.applied} "
-            f"last={raft.log.last_index()}"
-            + (f" recovering(t{raft.recovering_term})" if raft.recovering_term else "")
-        )
+        for replica in node.replicas:
+            replica_host = replica.host
+            replica_machine = replica.machine
+            assert replica_host is not None and replica_machine is not None
+            raft = replica_host.node.raft
+            self._check_recovery_marker(node, replica, replica_host)
+            self.checkers[replica.group].on_restart(
+                node.id, raft.log.applied, replica_machine.digest
+            )
+            self.log(
+                f"n{node.id}{_group_tag(replica.group, self.groups)} boot term={raft.term} "
+                f"applied={raft.log.applied} last={raft.log.last_index()}"
+                + (f" recovering(t{raft.recovering_term})" if raft.recovering_term else "")
+            )
         self._schedule_tick(node)
         self._pump(node)
 
-    def _check_recovery_marker(self, node: SimNode, host: NodeHost) -> None:
+    def _open_store(self, node: SimNode, directory: str) -> WalLogStore:
+        return WalLogStore(
+            node.disk,
+            directory,
+            # A quarter of the seeds use the smallest segments, so logs span
+            # many and clean restarts replay sealed ones from the marker.
+            segment_size=4096 if self.options.seed % 4 == 1 else self.options.segment_size,
+            repair=node.repair_next,
+            # Tiny slices, so a checkpoint is written across several syncs and
+            # crashes and disk faults meet it half written (from the seed, not
+            # drawn: the seeds' other choices stay what they were).
+            checkpoint_slice=64 + (self.options.seed % 7) * 509,
+        )
+
+    def _boot_server(self, node: SimNode) -> NodeCore:
+        """The node's request core: a store and a ServerCore per data group, laid
+        out on its disk as ``herald serve --groups`` lays them out."""
+        assert self.server_factory is not None
+        groups = self.groups
+        claim_group_count(node.disk, DATA_DIR, groups, repair=node.repair_next)
+        stores: list[WalLogStore] = []
+        try:
+            for group in range(groups):
+                stores.append(self._open_store(node, group_dir(DATA_DIR, group)))
+            transport = _Transport(self.network.send)
+            rngs = [random.Random(node.rng.getrandbits(64)) for _ in range(groups)]
+            now = self.instant(node)
+            cores = [
+                self.server_factory(
+                    node,
+                    group,
+                    stores[group],
+                    transport,
+                    rngs[group],
+                    now,
+                    _Observer(self, node, group),
+                )
+                for group in range(groups)
+            ]
+            return NodeCore(cores[0].config, groups, cores.__getitem__)
+        except BaseException:
+            # The groups opened so far let go of their directories: the supervisor
+            # starts the node again on this disk.
+            for store in stores:
+                with contextlib.suppress(*_RUNNING_FAILURES):
+                    store.close()
+            raise
+
+    def _check_recovery_marker(self, node: SimNode, replica: Replica, host: NodeHost) -> None:
         """Recovery ends on durable state only: a node whose log was cut back keeps
         its marker until an entry of a later term is durable. A marker gone before
         that lets a node missing acknowledged entries vote as if it had them."""
-        if node.recovering_term and not node.caught_up and not host.recovering_term:
+        if replica.recovering_term and not replica.caught_up and not host.recovering_term:
             raise SafetyViolation(
                 "recovery",
-                f"n{node.id} restarted without its recovering marker (term "
-                f"{node.recovering_term}) although no entry of a later term was ever "
-                f"durable in its log",
+                f"n{node.id}{_group_tag(replica.group, self.groups)} restarted without its "
+                f"recovering marker (term {replica.recovering_term}) although no entry of a "
+                f"later term was ever durable in its log",
             )
-        node.recovering_term = 0 if host.marker_ignored else host.recovering_term
+        replica.recovering_term = 0 if host.marker_ignored else host.recovering_term
         storage = host.storage
         # What it loaded may already end recovery (a snapshot of a later term).
-        node.caught_up = storage.term(storage.last_index()) > node.recovering_term
+        replica.caught_up = storage.term(storage.last_index()) > replica.recovering_term
 
-    def on_persisted(self, node: SimNode, entries: Sequence[Entry]) -> None:
-        if node.recovering_term and any(e.term > node.recovering_term for e in entries):
-            node.caught_up = True
+    def on_persisted(self, replica: Replica, entries: Sequence[Entry]) -> None:
+        if replica.recovering_term and any(e.term > replica.recovering_term for e in entries):
+            replica.caught_up = True
 
     def crash(self, node: SimNode) -> None:
         """Power loss: the process and everything the disk had not made durable."""
@@ -441,12 +512,14 @@ class World:
             # With no Ready in flight it is the runtime's clean stop: what is
             # applied is checkpointed and written whole first.
             host = node.host
-            store = host.log_store
-            if isinstance(store, WalLogStore):
-                if not host.busy:
-                    with contextlib.suppress(*_RUNNING_FAILURES):
-                        host.checkpoint_at_stop()
-                store.close(clean=True)
+            driver: NodeHost | NodeCore = node.server if node.server is not None else host
+            if not driver.busy:
+                with contextlib.suppress(*_RUNNING_FAILURES):
+                    driver.checkpoint_at_stop()
+            for replica in node.replicas:
+                store = replica.host.log_store if replica.host is not None else None
+                if isinstance(store, WalLogStore):
+                    store.close(clean=True)
         lost = node.disk.unsynced_changes
         node.disk.crash()
         if self.on_crash is not None:
@@ -454,6 +527,9 @@ class World:
         node.host = None
         node.server = None
         node.machine = None
+        for replica in node.replicas:
+            replica.host = None
+            replica.machine = None
         node.held.clear()
         node.held_bytes.clear()
         node.deferred.clear()
@@ -607,9 +683,20 @@ class World:
         self._pump(node)
 
     def _observe(self, node: SimNode, host: NodeHost) -> None:
+        if node.server is None:
+            self._observe_group(node, 0, host)
+            return
+        for replica in node.replicas:
+            if replica.host is not None:
+                self._observe_group(node, replica.group, replica.host)
+
+    def _observe_group(self, node: SimNode, group: int, host: NodeHost) -> None:
         raft = host.node.raft
-        if self.checker.observe(node.id, raft):
-            self.log(f"n{node.id} LEADER of term {raft.term} (last index {raft.log.last_index()})")
+        if self.checkers[group].observe(node.id, raft):
+            self.log(
+                f"n{node.id} LEADER of{_group_tag(group, self.groups)} term {raft.term} "
+                f"(last index {raft.log.last_index()})"
+            )
             if self.on_new_leader is not None:
                 self.on_new_leader(node)
 
@@ -620,7 +707,7 @@ class World:
             while node.incarnation == incarnation and node.host is not None:
                 host = node.host
                 server = node.server
-                if host.busy:
+                if server.busy if server is not None else host.busy:
                     break
                 rd: Ready | NodeReady | None
                 rd = server.begin(self.instant(node)) if server is not None else host.begin()
@@ -685,7 +772,7 @@ class World:
 
     def _write_checkpoint_later(self, node: SimNode) -> None:
         """Schedule the next slice of the checkpoint under way, if there is one."""
-        host = node.host
+        host = node.server if node.server is not None else node.host
         if node.writing_checkpoint or host is None or not host.wants_checkpoint_writes:
             return
         node.writing_checkpoint = True
@@ -696,7 +783,7 @@ class World:
     def _write_checkpoint(self, node: SimNode, incarnation: int) -> None:
         """A slice of the checkpoint, written and synced between any two other
         events of the node: the store must not care where it falls."""
-        host = node.host
+        host = node.server if node.server is not None else node.host
         if node.incarnation != incarnation or host is None:
             return
         if node.paused:
@@ -713,13 +800,15 @@ class World:
         self._write_checkpoint_later(node)
         self._after_input(node)  # one written whole is kept by the next sync
 
-    def on_applied(self, node: SimNode, entry: Entry, result: object) -> None:
-        machine = node.machine
+    def on_applied(self, node: SimNode, replica: Replica, entry: Entry, result: object) -> None:
+        machine = replica.machine
         assert machine is not None
+        group = replica.group
         if node.server is not None:
             # The broker applied it; the digest follows every entry alike.
             machine.fold(entry)
-            if entry.kind == EntryKind.NORMAL and node.server.broker.now < _TIME_FLOOR:
+            broker = node.server.cores[group].broker
+            if entry.kind == EntryKind.NORMAL and broker.now < _TIME_FLOOR:
                 # Simulated wall clocks start at EPOCH and no majority of them is
                 # ever a day behind: a broker clock below that was stamped from no
                 # clock at all (0, or a monotonic reading), and every deadline it
@@ -727,10 +816,12 @@ class World:
                 # forgotten, its retry stored twice: herald.node.clock).
                 raise SafetyViolation(
                     "log time",
-                    f"node {node.id} applied entry {entry.index} at log time "
-                    f"{node.server.broker.now}, before any clock's calendar",
+                    f"node {node.id}{_group_tag(group, self.groups)} applied entry "
+                    f"{entry.index} at log time {broker.now}, before any clock's calendar",
                 )
-        self.checker.on_applied(node.id, entry, machine.digest)
+        self.checkers[group].on_applied(node.id, entry, machine.digest)
+        if group:
+            return  # the Raft workload's proposals and reads are group 0's
         op = self.pending.pop((node.id, entry.index), None)
         if op is not None:
             if entry.term == op.term and entry.data == op.data and entry.kind == EntryKind.NORMAL:
@@ -742,13 +833,18 @@ class World:
         if node.waiting_reads:
             self._serve_reads(node)
 
-    def on_snapshot_installed(self, node: SimNode, snapshot: Snapshot) -> None:
-        if node.recovering_term and snapshot.term > node.recovering_term:
-            node.caught_up = True  # the leader's snapshot holds every committed entry
-        machine = node.machine
+    def on_snapshot_installed(self, node: SimNode, replica: Replica, snapshot: Snapshot) -> None:
+        if replica.recovering_term and snapshot.term > replica.recovering_term:
+            replica.caught_up = True  # the leader's snapshot holds every committed entry
+        machine = replica.machine
         assert machine is not None
-        self.log(f"n{node.id} installs snapshot at {snapshot.index}")
-        self.checker.on_snapshot_installed(node.id, snapshot, machine.digest)
+        group = replica.group
+        self.log(
+            f"n{node.id}{_group_tag(group, self.groups)} installs snapshot at {snapshot.index}"
+        )
+        self.checkers[group].on_snapshot_installed(node.id, snapshot, machine.digest)
+        if group:
+            return
         # Proposals whose index the snapshot jumped over: the client never hears.
         for key in [k for k in self.pending if k[0] == node.id and k[1] <= snapshot.index]:
             op = self.pending.pop(key)
@@ -864,13 +960,14 @@ class World:
         """Nodes that can run: all but those whose storage refused even repair."""
         return [node for node in self.nodes.values() if not node.dead]
 
-    def leader(self) -> SimNode | None:
-        """The up, unpaused node leading the highest term, if any."""
+    def leader(self, group: int = 0) -> SimNode | None:
+        """The up, unpaused node leading ``group`` in the highest term, if any."""
         best: SimNode | None = None
         best_term = -1
         for node in self.nodes.values():
-            if node.up and not node.paused and node.host is not None:
-                raft = node.host.node.raft
+            host = node.replicas[group].host
+            if node.up and not node.paused and host is not None:
+                raft = host.node.raft
                 if raft.role == Role.LEADER and raft.term > best_term:
                     best, best_term = node, raft.term
         return best
@@ -916,8 +1013,9 @@ def _digests(broker: Broker) -> DigestStateMachine:
     return digests
 
 
-def _digest_of(server: NodeCore) -> DigestStateMachine:
-    return _digests(server.broker)
+def _group_tag(group: int, groups: int) -> str:
+    """How traces name a group: not at all in a world of one."""
+    return f" g{group}" if groups > 1 else ""
 
 
 def _printable(data: bytes) -> str:
