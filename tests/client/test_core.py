@@ -703,6 +703,25 @@ def test_at_most_once_frees_the_window_when_a_delivery_is_taken() -> None:
     assert more.max_messages == 1
 
 
+def test_an_at_most_once_fetch_lost_with_its_connection_is_counted_and_told() -> None:
+    """Its messages may have been settled at the broker and are gone (the mode's
+    contract); the shell hears of it, so a history can say so."""
+    wire = Wire()
+    wire.open()
+    consumer = wire.core.consumer("q", "g", consumer="c", prefetch=2, mode="at_most_once")
+    told: list[int] = []
+    consumer.on_ready = lambda: told.append(consumer.lost_fetches)
+    consumer.start(wire.now)
+    (subscribe,) = wire.flush()
+    wire.reply(p.Reply(subscribe.id, True, {}))
+    (deliver,) = wire.flush()
+    assert type(deliver).__name__ == "Deliver" and consumer.lost_fetches == 0
+    wire.lose()
+    assert consumer.lost_fetches == 1
+    assert told and told[-1] == 1
+    assert consumer.take(wire.now) is None and consumer.take_error() is None
+
+
 def test_an_early_empty_answer_backs_off_and_a_lost_session_rejoins() -> None:
     wire = Wire()
     wire.open()

@@ -168,4 +168,19 @@ QUEUE_CORPUS: list[tuple[int, str]] = [
         "relay with nothing left to publish is idle now. Surfaced when an idle node "
         "began to sync for its checkpoint, which moved every schedule",
     ),
+    (
+        1925,
+        "workload: at-most-once fetches whose answers were lost with their connection "
+        "(three data groups, leaders moving) settled four messages nobody received; the "
+        "consumer core dropped such fetches silently, as the mode allows, but the "
+        "history had no unknown delivery for them, so the checker blamed at-least-once. "
+        "The core now counts lost fetches (ConsumerCore.lost_fetches) and the workload "
+        "records each as an unknown at-most-once delivery",
+    ),
+    (
+        3,
+        "workload: faults held the setup back (no quorum for most of the safety phase), "
+        "the users began after the phase had ended and the run passed having published "
+        "nothing; the faults now go on until the users have worked two seconds",
+    ),
 ]

@@ -21,7 +21,7 @@ from tests.check.test_broker_histories import (
 MODES = ("at_most_once", "at_least_once", "effectively_once")
 
 
-@pytest.mark.parametrize("seed", [0, 5, 7])
+@pytest.mark.parametrize("seed", [0, 3, 5, 7])
 def test_queue_seeds_keep_every_guarantee(seed: int) -> None:
     result = run_seed(seed, workload="queue")
     assert result.verdict == "ok", result.detail
@@ -32,6 +32,32 @@ def test_queue_seeds_keep_every_guarantee(seed: int) -> None:
     assert result.stats["at_least_once.lost"] == 0
     assert result.stats["effectively_once.lost"] == 0
     assert result.stats["effectively_once.duplicated"] == 0
+
+
+def test_users_whose_setup_came_late_still_work_under_faults() -> None:
+    """Seed 3 loses its quorum for most of the safety phase: the setup is done
+    only after the phase's drawn end, and the faults go on until the users have
+    worked a while (a run that published nothing would pass having tested
+    nothing)."""
+    from herald.sim import queue as sim_queue
+    from herald.sim.runner import QUEUE_MIN_WORK
+
+    began: list[int] = []
+    original = sim_queue.QueueWorkload._begin
+
+    def begin(self: sim_queue.QueueWorkload) -> None:
+        began.append(self.world.scheduler.now)
+        original(self)
+
+    sim_queue.QueueWorkload._begin = begin  # type: ignore[method-assign]
+    try:
+        result = run_seed(3, workload="queue")
+    finally:
+        sim_queue.QueueWorkload._begin = original  # type: ignore[method-assign]
+    assert began and began[0] > result.options.safety_duration
+    assert result.verdict == "ok", result.detail
+    assert result.stats["effectively_once.confirmed"] > 0
+    assert result.virtual_time > began[0] + QUEUE_MIN_WORK
 
 
 def test_the_phenomena_really_occur() -> None:

@@ -350,6 +350,10 @@ class ConsumerCore:
         #: Counters for monitoring and tests.
         self.delivered = 0
         self.fetches = 0
+        #: Fetches whose answer never came (the connection broke, or it timed
+        #: out). At most once, whatever such a fetch leased was settled and is
+        #: gone: the shell hears of each (``on_ready``) so it can say so.
+        self.lost_fetches = 0
 
     # -- state --------------------------------------------------------------------------
 
@@ -620,7 +624,10 @@ class ConsumerCore:
             # A lost Deliver's leases come back when they expire (at most once: the
             # messages are lost -- that is the mode's contract).
             self._fetch_failures += 1
+            self.lost_fetches += 1
             self._pause(min(FETCH_BACKOFF_CAP, FETCH_BACKOFF * 2**self._fetch_failures))
+            if not self._at_least_once:
+                self._notify()
         else:
             self._error = error
             self._notify()

@@ -188,6 +188,7 @@ class _Consumer(_Process):
     consumer: ConsumerCore | None = None
     busy: bool = False
     inbox: Inbox | None = None
+    lost_fetches: int = 0  # of its consumer core, recorded in the history
 
 
 class QueueWorkload:
@@ -211,6 +212,8 @@ class QueueWorkload:
         self.history = Recorder()
         self.counts = Counts()
         self.ready = False
+        #: When the setup was done and the users began (None: not yet).
+        self.began_at: int | None = None
         self.draining = False
         self.drained = False
         self.checked: QueueCheckResult | None = None
@@ -375,6 +378,7 @@ class QueueWorkload:
 
     def _begin(self) -> None:
         self.ready = True
+        self.began_at = self._now()
         params = self.params
         for producer in self._all_producers():
             self._later(self.rng.randint(1, params.publish_interval), self._fill, producer)
@@ -655,6 +659,7 @@ class QueueWorkload:
             session_timeout=SESSION_TIMEOUT,
         )
         consumer.consumer = core
+        consumer.lost_fetches = 0
         incarnation = consumer.incarnation
         core.on_ready = lambda: self._later(0, self._next, consumer, incarnation)
 
@@ -682,7 +687,11 @@ class QueueWorkload:
     def _next(self, consumer: _Consumer, incarnation: int) -> None:
         """Take the next delivery in hand, if one is waiting and the hands are free."""
         core = consumer.consumer
-        if consumer.incarnation != incarnation or core is None or consumer.busy:
+        if consumer.incarnation != incarnation or core is None:
+            return
+        if core.lost_fetches > consumer.lost_fetches:
+            self._lost_fetches(consumer, core)
+        if consumer.busy:
             return
         error = core.take_error()
         if error is not None:
@@ -832,6 +841,20 @@ class QueueWorkload:
                 self._next(consumer, incarnation)
 
         consumer.client.watch(op, acked)
+
+    def _lost_fetches(self, consumer: _Consumer, core: ConsumerCore) -> None:
+        """Fetches whose answers never came: at most once, what they leased is
+        settled and gone, which the history must say (an unknown delivery)."""
+        count = core.lost_fetches - consumer.lost_fetches
+        consumer.lost_fetches = core.lost_fetches
+        if self._mode(consumer) != AT_MOST_ONCE:
+            return
+        base: dict[str, Json] = {"queue": consumer.queue, "group": consumer.group}
+        for _ in range(count):
+            self._deliveries += 1
+            process = f"{consumer.name}/d{self._deliveries}"
+            self._invoke(process, "deliver", {**base, "mode": AT_MOST_ONCE})
+            self._record(process, "info", "deliver", {"lost": "fetch"})
 
     def _crash_consumer(self, consumer: _Consumer, where: str) -> None:
         """The consumer process dies: what it held in memory is gone (its database is not)."""

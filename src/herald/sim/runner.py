@@ -42,6 +42,10 @@ __all__ = ["EXIT_CODES", "SimResult", "run_seed"]
 #: most serious one's code.
 EXIT_CODES = {"ok": 0, "crash": 3, "liveness": 4, "safety": 5}
 SEVERITY = ("ok", "liveness", "crash", "safety")
+#: A queue run's users work under faults at least this long after their setup,
+#: however late it came, within this much beyond the drawn safety phase.
+QUEUE_MIN_WORK = 2 * SECOND
+LATE_START_GRACE = 20 * SECOND
 
 
 @dataclass(slots=True)
@@ -144,6 +148,14 @@ def _run(
     if queue is not None:
         queue.start()
     scheduler.run_until(options.safety_duration)
+    if queue is not None and not _worked(queue, scheduler.now):
+        # Faults held the setup back (no quorum for most of the phase): the
+        # users keep working under faults until they have worked a while, or a
+        # safety phase with nothing published would pass having tested nothing.
+        scheduler.run_until(
+            options.safety_duration + LATE_START_GRACE,
+            stop=lambda: _worked(queue, scheduler.now),
+        )
 
     # Liveness phase: the faults stop; the system must converge within the bound.
     workload.stop()
@@ -177,6 +189,11 @@ def _run(
     _audit(world)
     if queue is not None:
         _judge_queue(queue)
+
+
+def _worked(queue: QueueWorkload, now: int) -> bool:
+    began = queue.began_at
+    return began is not None and now >= began + QUEUE_MIN_WORK
 
 
 def _caught_up(world: World, group: int, queue: bool) -> bool:
