@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from herald.broker import AckMany, Batch
+from herald.broker import AckMany, Batch, Tick
 from herald.broker.codec import decode_entry
 from herald.errors import CompactedError
 from herald.node.clock import Instant
@@ -566,3 +566,51 @@ def test_a_refusal_by_one_group_leaves_the_connections_writes_to_another_group_a
         d.advance(10_000)
     run(other, d.now())
     assert transport.sent and {m.group for m in transport.sent} == {1}
+
+
+# -- broker ticks --------------------------------------------------------------------------
+
+
+def _ticks_in_log(d: Driver) -> int:
+    """Tick commands the log holds (alone or in a batch)."""
+    storage = d.core.host.storage
+    count = 0
+    for entry in storage.entries(storage.first_index(), storage.last_index() + 1, 1 << 40):
+        if not entry.data:
+            continue
+        command, _spans = decode_entry(entry.data)
+        inner = command.commands if isinstance(command, Batch) else (command,)
+        count += sum(isinstance(c, Tick) for c in inner)
+    return count
+
+
+def _tick_for(d: Driver, micros: int) -> None:
+    for _ in range(micros // 10_000):
+        d.advance(10_000)
+        d.core.tick(d.now())
+        d.run()
+
+
+def test_an_idle_leader_proposes_a_tick_a_second_not_ten() -> None:
+    d = Driver()
+    before = _ticks_in_log(d)
+    _tick_for(d, 5 * SECOND)
+    assert 4 <= _ticks_in_log(d) - before <= 6
+
+
+def test_a_timer_due_gets_its_tick_at_the_next_broker_tick() -> None:
+    """A lease of 300 ms, then silence: the Tick that expires it comes within a
+    broker tick of its deadline, not at the next once-a-second Tick."""
+    d = Driver()
+    link = d.core.connect("c")
+    assert all(r.ok for r in d.send(link, w.CreateQueue(d.rid(), "q")).values())
+    assert all(r.ok for r in d.send(link, w.Subscribe(d.rid(), "q", "g", "c")).values())
+    d.send(link, w.Publish(d.rid(), "q", b"m"))
+    _tick_for(d, SECOND)  # the once-a-second Tick has just been proposed
+    [taken] = d.send(link, w.Deliver(d.rid(), "q", "g", "c", 1, lease=300_000)).values()
+    assert taken.ok and len(taken.value) == 1
+    leased_at = d.core.broker.now
+    _tick_for(d, 420_000)
+    assert d.core.broker.now >= leased_at + 300_000  # moved by a Tick, nothing else
+    [again] = d.send(link, w.Deliver(d.rid(), "q", "g", "c", 1)).values()
+    assert again.ok and len(again.value) == 1 and again.value[0].redelivery

@@ -11,8 +11,9 @@ What goes through the log
 **Every state change is a command in the log**, stamped by the leader with its
 clock: publish, deliver (the lease grant), ack, nack, extend, reject, consumer
 subscribe/heartbeat/leave, redrive, purge, queue and group administration, and
-a periodic :class:`~herald.broker.commands.Tick` the leader proposes so time
-moves when nothing else happens. Nothing is decided on the leader alone.
+a :class:`~herald.broker.commands.Tick` the leader proposes when a timer is
+due (see :meth:`Broker.next_timer`; and once a second) so time moves when
+nothing else happens. Nothing is decided on the leader alone.
 
 Why deliveries, too, and not only publishes and acks: a lease that lived only
 in a leader's memory would die with that leader. Its successor would not know
@@ -1249,6 +1250,12 @@ class Broker:
     def now(self) -> int:
         """The state machine's clock: the largest command time applied."""
         return self._state.now
+
+    def next_timer(self) -> int | None:
+        """When the earliest timer is due (log time; it may be one already
+        superseded, which fires as nothing), or None when no timer is set."""
+        timers = self._state.timers
+        return timers[0][0] if timers else None
 
     def list_queues(self) -> tuple[str, ...]:
         return tuple(sorted(self._state.queues))

@@ -197,18 +197,29 @@ def to_wire(message: Message) -> RaftMessage:
     )
 
 
+#: The message types by number: a dict lookup, not MessageType(n) (1 us a message).
+_MESSAGE_TYPES: dict[int, MessageType] = {int(kind): kind for kind in MessageType}
+
+
 def from_wire(raw: RaftMessage) -> Message:
     """Raises ValueError for an unknown message type or entry kind."""
     snapshot = raw.snapshot
+    kind = _MESSAGE_TYPES.get(raw.type)
+    if kind is None:
+        raise ValueError(f"{raw.type!r} is not a valid MessageType")
     return Message(
-        type=MessageType(raw.type),
+        type=kind,
         src=raw.src,
         dst=raw.dst,
         term=raw.term,
         group=raw.group,
         log_term=raw.log_term,
         index=raw.index,
-        entries=tuple(Entry(e.term, e.index, e.data, EntryKind(e.kind)) for e in raw.entries),
+        entries=(
+            tuple(Entry(e.term, e.index, e.data, EntryKind(e.kind)) for e in raw.entries)
+            if raw.entries
+            else ()
+        ),
         commit=raw.commit,
         reject=raw.reject,
         reject_hint=raw.reject_hint,
