@@ -98,7 +98,6 @@ from herald.errors import (
     UsageError,
 )
 from herald.raft import (
-    NONE,
     Config,
     Entry,
     EntryKind,
@@ -1237,11 +1236,7 @@ class ServerCore:
         """Hand this group's leadership to ``target`` if this node leads it, no
         transfer is under way, and ``target`` holds the whole log (so the
         transfer costs one round trip, not a catch-up). True if offered."""
-        raft = self.host.node.raft
-        if raft.role != Role.LEADER or target == self.node_id or raft.lead_transferee != NONE:
-            return False
-        progress = raft.prs.get(target)
-        if progress is None or progress.match < raft.log.last_index():
+        if not self.host.node.caught_up(target):
             return False
         return self.transfer_leadership(target)
 

@@ -161,6 +161,15 @@ class RawNode:
         """Ask this leader to hand leadership to ``target``. Raises NotLeaderError."""
         self.raft.transfer_leader(target)
 
+    def caught_up(self, node: int) -> bool:
+        """This node leads, no leadership transfer is under way, and ``node``
+        (another member) holds its whole log: a transfer would take one round trip."""
+        raft = self.raft
+        if raft.role != Role.LEADER or raft.lead_transferee != NONE or node == raft.id:
+            return False
+        progress = raft.prs.get(node)
+        return progress is not None and progress.match >= raft.log.last_index()
+
     def read_index(self, context: bytes) -> None:
         """Request a linearizable read identified by ``context``.
 
