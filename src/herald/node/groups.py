@@ -100,7 +100,6 @@ class NodeCore:
                 )
             core.status_view = self.status
             self.cores.append(core)
-        self._links = 0
         #: Groups that may have work for the next begin (an input reached them,
         #: or their last Ready is being finished); ``_all``: every group may.
         self._touched: set[int] = set()
@@ -139,12 +138,11 @@ class NodeCore:
     # -- connections ---------------------------------------------------------------------------
 
     def connect(self, name: str) -> ClientLink:
-        self._links += 1
-        return ClientLink(self._links, name)
+        # A link is the node's, shared by every group: group 0's core numbers them.
+        return self.cores[0].connect(name)
 
     def disconnect(self, link: ClientLink) -> None:
-        link.closed = True
-        link.replies = []
+        self.cores[0].disconnect(link)
 
     def take_dirty(self) -> list[ClientLink]:
         """Every group's links with replies waiting, each once.
